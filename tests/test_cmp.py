@@ -1,0 +1,547 @@
+"""Unit tests of cmp.py: the printed line, hints, strict mode, the registry and summary,
+finite differences, robustness to odd inputs, and output that is stable for nbval."""
+import contextlib
+import io
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import cmp as cmp_module
+from cmp import (CheckResult, GradientError, Summary, check_numerically, cmp, numerical_vjp, rel_error, reset,
+                 summary)
+
+SANITIZE = [(re.compile(r"maxdiff: \S+"), "maxdiff: MAXDIFF"), (re.compile(r"rel err: \S+"), "rel err: RELERR")]
+MAIN_LINE = re.compile(r"^(.{15,}) \| exact: (True |False) \| approximate: (True |False) \| maxdiff: \S+$")
+
+
+def sanitize(text):
+    for regex, replacement in SANITIZE:
+        text = regex.sub(replacement, text)
+    return text
+
+
+def with_grad(grad, requires_grad=True):
+    """A leaf tensor whose .grad is `grad` (as if loss.backward() had run)."""
+    t = torch.zeros_like(grad, dtype=torch.float32 if not grad.is_floating_point() else grad.dtype)
+    t.requires_grad_(requires_grad)
+    if requires_grad:
+        t.grad = grad.clone()
+    return t
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch):
+    monkeypatch.delenv("CMP_STRICT", raising=False)
+    reset()
+    yield
+    reset()
+
+
+@pytest.fixture
+def t():
+    g = torch.Generator().manual_seed(0)
+    return with_grad(torch.randn(8, 5, generator=g))
+
+
+# ---------------------------------------------------------------------------
+# The printed line
+
+
+def test_exact_match_prints_one_lecture_style_line(t, capsys):
+    result = cmp("logits", t.grad.clone(), t)
+    out = capsys.readouterr().out
+    assert out == "logits          | exact: True  | approximate: True  | maxdiff: 0.0e+00\n"
+    assert result and result.exact and result.approx and result.status == "exact" and result.hint is None
+    assert result.maxdiff == 0.0 and result.relerr == 0.0
+
+
+def test_rounding_is_true_and_says_it_is_not_a_mistake(t, capsys):
+    result = cmp("x", t.grad * (1 + 1e-7), t)
+    lines = capsys.readouterr().out.splitlines()
+    assert MAIN_LINE.match(lines[0]) and "exact: False | approximate: True " in lines[0]
+    assert lines[1].startswith("  -> ") and "rounding, not a mistake" in lines[1] and "rel err: " in lines[1]
+    assert result and not result.exact and result.status == "rounding"
+
+
+def test_tiny_reference_passes_by_allclose_and_says_why(capsys):
+    t = with_grad(torch.tensor([1e-10, -2e-10, 3e-10]))
+    result = cmp("logit_maxes", torch.tensor([-1e-10, 2e-10, 1e-10]), t)
+    assert result and result.status == "rounding"
+    assert "tiny" in result.hint and "logit_maxes" in result.hint
+
+
+def test_wrong_result_is_false_with_hint_lines(t, capsys):
+    result = cmp("x", t.grad * 2, t)
+    lines = capsys.readouterr().out.splitlines()
+    assert MAIN_LINE.match(lines[0]) and "exact: False | approximate: False" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("  -> ")
+    assert not result and result.status == "wrong" and "2 times" in result.hint
+    assert str(result) == "\n".join(lines)
+
+
+def test_long_names_are_not_cut(t, capsys):
+    cmp("a_rather_long_gradient_name", t.grad, t)
+    assert capsys.readouterr().out.startswith("a_rather_long_gradient_name | exact: True ")
+
+
+def test_check_result_fields_and_truthiness():
+    fields = set(CheckResult.__dataclass_fields__)
+    assert {"name", "exact", "approx", "maxdiff", "relerr", "hint", "status"} <= fields
+    assert not CheckResult("x", False, False, 1.0, 1.0, "h", "wrong")
+    assert CheckResult("x", False, True, 1e-9, 1e-8, None, "rounding")
+
+
+# ---------------------------------------------------------------------------
+# Diagnoses on small hand-made cases
+
+
+def test_not_done_for_ellipsis_and_none(t, capsys):
+    for dt in (..., None):
+        result = cmp("dx", dt, t)
+        assert not result and result.status == "not done" and "not done yet" in result.hint
+        assert math.isnan(result.maxdiff)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "dx              | exact: False | approximate: False | maxdiff: nan"
+    assert lines[1] == "  -> not done yet: the gradient is still `...`; write your formula for it"
+
+
+def test_no_reference_for_intermediate_without_retain_grad(capsys):
+    w = torch.randn(3, requires_grad=True)
+    y = w * 2
+    (y.sum()).backward()
+    result = cmp("y", torch.ones(3), y)
+    assert not result and result.status == "no reference" and "retain_grad()" in result.hint
+
+
+def test_no_reference_before_backward_and_without_requires_grad(capsys):
+    leaf = torch.randn(3, requires_grad=True)
+    result = cmp("w", torch.ones(3), leaf)
+    assert result.status == "no reference" and "backward()" in result.hint
+    result = cmp("w", torch.ones(3), torch.randn(3))
+    assert result.status == "no reference" and "requires_grad" in result.hint
+    result = cmp("w", torch.ones(3), "logits")
+    assert result.status == "no reference" and "str" in result.hint
+
+
+@pytest.mark.parametrize("got, want, words", [
+    ((32, 64), (1, 64), ["sum over dim 0 with keepdim=True", ".sum(0, keepdim=True)"]),
+    ((32, 64), (64,), ["sum over dim 0: .sum(0)"]),
+    ((32, 27), (32, 1), [".sum(1, keepdim=True)"]),
+    ((4, 32, 64), (1, 64), [".sum(0)", ".sum(0, keepdim=True)"]),
+])
+def test_sum_over_broadcast_dims_is_named(got, want, words):
+    dt = torch.randn(got, generator=torch.Generator().manual_seed(1))
+    ref = dt.sum(tuple(range(len(got) - len(want)))) if len(got) > len(want) else dt
+    keep = tuple(i for i, size in enumerate(want) if size == 1 and ref.shape[i] != 1)
+    ref = ref.sum(keep, keepdim=True) if keep else ref
+    result = cmp("x", dt, with_grad(ref))
+    assert not result and "broadcast" in result.hint
+    for word in words:
+        assert word in result.hint
+
+
+def test_sum_that_would_still_be_wrong_says_so():
+    result = cmp("x", torch.ones(32, 64), with_grad(torch.zeros(1, 64)))
+    assert not result and "summing would fix the shape" in result.hint and "still be wrong" in result.hint
+
+
+def test_keepdim_lecture_bnmeani_case_is_false_although_values_broadcast_equal(capsys):
+    ref = torch.randn(1, 64)
+    result = cmp("bnmeani", ref.view(64).clone(), with_grad(ref))
+    assert torch.all(ref.view(64) == ref).item()  # the lecture's cmp said True here
+    assert not result and not result.exact and not result.approx
+    assert "keepdim=True" in result.hint and "right values" in result.hint
+    assert result.maxdiff == 0.0
+
+
+def test_transpose_of_a_square_matrix():
+    ref = torch.randn(6, 6, generator=torch.Generator().manual_seed(2))
+    result = cmp("W", ref.T.clone(), with_grad(ref))
+    assert not result and "transpose" in result.hint
+
+
+def test_transposed_shape_that_is_not_the_answer_mentions_matmul_order():
+    result = cmp("W", torch.ones(5, 3), with_grad(torch.randn(3, 5)))
+    assert not result and "wrong order" in result.hint
+
+
+@pytest.mark.parametrize("factor, name, meaning", [
+    (32.0, "32", "1/n of a mean"),
+    (1 / 32, "1/32", "too many"),
+    (32 / 31, "32/31", "Bessel"),
+    (31 / 32, "31/32", "Bessel"),
+    (-1.0, "-1", "sign"),
+    (2.0, "2", "power rule"),
+    (0.5, "1/2", "power rule"),
+    (-2.0, "-2", "sign is flipped, and a power rule"),
+    (-32.0, "-32", "sign is flipped, and a factor 1/32 is missing"),
+    (10.0, "10", "1/10"),
+])
+def test_constant_factor_is_named(factor, name, meaning):
+    ref = torch.randn(32, 64, generator=torch.Generator().manual_seed(3))
+    result = cmp("x", ref * factor, with_grad(ref))
+    assert not result
+    assert f"dt is {name} times the right answer" in result.hint
+    assert meaning in result.hint
+
+
+def test_factor_that_is_not_a_simple_fraction():
+    ref = torch.randn(10, 10, generator=torch.Generator().manual_seed(4))
+    result = cmp("x", ref * math.pi, with_grad(ref))
+    assert "constant factor that is not a simple fraction" in result.hint
+
+
+def test_bessel_slip_is_wrong_although_maxdiff_is_small():
+    ref = torch.randn(32, 64, generator=torch.Generator().manual_seed(5)) * 1e-3
+    result = cmp("bndiff2", ref * (31 / 32), with_grad(ref))
+    assert result.maxdiff < 2e-4 and 0.02 < result.relerr < 0.04
+    assert not result and "31/32" in result.hint
+
+
+def test_almost_right_but_not_allclose_is_wrong_and_says_almost():
+    ref = torch.zeros(4, 4)
+    ref[0, 0] = 1.0
+    dt = ref.clone()
+    dt[1, 1] = 5e-8  # near zero, above allclose's atol; tiny relative to the gradient's size
+    result = cmp("x", dt, with_grad(ref))
+    assert not result and "almost right" in result.hint
+
+
+def test_all_zeros_nan_and_inf_are_named():
+    ref = torch.randn(3, 4)
+    assert "all zeros" in cmp("x", torch.zeros(3, 4), with_grad(ref)).hint
+    with_nan = ref.clone()
+    with_nan[0, 0] = float("nan")
+    with_nan[1, 1] = float("nan")
+    assert "2 NaN" in cmp("x", with_nan, with_grad(ref)).hint
+    with_inf = ref.clone()
+    with_inf[2, 3] = -float("inf")
+    result = cmp("x", with_inf, with_grad(ref))
+    assert "1 inf" in result.hint and "NaN" not in result.hint
+
+
+def test_nan_in_the_reference_is_blamed_on_the_forward_pass():
+    ref = torch.tensor([1.0, float("nan")])
+    result = cmp("x", torch.tensor([1.0, 2.0]), with_grad(ref))
+    assert not result and "t.grad itself" in result.hint
+
+
+@pytest.mark.parametrize("dt, words", [
+    (torch.ones(3, dtype=torch.float64), ["float64", "right values, wrong dtype"]),
+    (torch.ones(3, dtype=torch.float16), ["float16", "right values"]),
+    (torch.ones(3, dtype=torch.int64), ["int64", "integers"]),
+    (torch.ones(3, dtype=torch.bool), ["bool", "booleans"]),
+])
+def test_wrong_dtype_is_a_mistake(dt, words):
+    result = cmp("x", dt, with_grad(torch.ones(3)))
+    assert not result and result.status == "wrong" and not result.approx
+    assert "wrong dtype" in result.hint
+    for word in words:
+        assert word in result.hint
+
+
+def test_numpy_and_python_inputs_are_converted():
+    ref = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert cmp("x", np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32), with_grad(ref)).status == "exact"
+    assert cmp("x", [[1.0, 2.0], [3.0, 4.0]], with_grad(ref)).status == "exact"
+    assert "float64" in cmp("x", np.array([[1.0, 2.0], [3.0, 4.0]]), with_grad(ref)).hint
+    assert cmp("s", 2.5, with_grad(torch.tensor(2.5))).status == "exact"
+    result = cmp("x", "dlogits", with_grad(ref))
+    assert not result and "str" in result.hint
+    result = cmp("x", [[1.0], [2.0, 3.0]], with_grad(ref))
+    assert not result and "cannot be turned into a tensor" in result.hint
+
+
+def test_dt_that_requires_grad_is_detached():
+    w = torch.randn(3, requires_grad=True)
+    result = cmp("w", w * 1.0, with_grad(w.detach().clone()))
+    assert result.status == "exact"
+
+
+def test_empty_and_zero_dim_tensors():
+    assert cmp("e", torch.zeros(0, 3), with_grad(torch.zeros(0, 3))).status == "exact"
+    assert cmp("s", torch.tensor(1.0), with_grad(torch.tensor(1.0))).status == "exact"
+    result = cmp("s", torch.tensor(1.0), with_grad(torch.ones(2, 2)))
+    assert not result and "()" in result.hint
+
+
+# ---------------------------------------------------------------------------
+# Strict mode
+
+
+def test_strict_argument_raises_gradient_error_with_name_and_hint(t, capsys):
+    with pytest.raises(GradientError) as info:
+        cmp("dlogits", t.grad * 32, t, strict=True)
+    assert isinstance(info.value, AssertionError)
+    assert "dlogits" in str(info.value) and "32 times" in str(info.value)
+    assert "dlogits" in capsys.readouterr().out  # the line is printed before raising
+
+
+def test_strict_raises_for_not_done_too(t):
+    with pytest.raises(GradientError, match="not done yet"):
+        cmp("dx", ..., t, strict=True)
+
+
+def test_strict_passes_right_answers(t):
+    assert cmp("x", t.grad.clone(), t, strict=True)
+    assert cmp("x", t.grad * (1 + 1e-7), t, strict=True)
+
+
+def test_strict_via_environment_variable_is_read_at_call_time(t, monkeypatch):
+    assert not cmp("x", t.grad * 2, t)  # not strict: no exception
+    monkeypatch.setenv("CMP_STRICT", "1")
+    with pytest.raises(GradientError):
+        cmp("x", t.grad * 2, t)
+    assert not cmp("x", t.grad * 2, t, strict=False)  # the argument wins
+    monkeypatch.setenv("CMP_STRICT", "0")
+    assert not cmp("x", t.grad * 2, t)
+
+
+def test_strict_check_numerically(monkeypatch):
+    x = torch.randn(4, dtype=torch.float64)
+    monkeypatch.setenv("CMP_STRICT", "true")
+    with pytest.raises(GradientError):
+        check_numerically("tanh", torch.tanh, x, torch.ones(4), torch.ones(4))
+
+
+# ---------------------------------------------------------------------------
+# The registry and summary
+
+
+def test_registry_keeps_first_order_and_latest_result(t, capsys):
+    cmp("a", t.grad, t)
+    cmp("b", t.grad * 2, t)
+    cmp("c", ..., t)
+    cmp("a", t.grad * 3, t)  # a re-run replaces the old result but keeps its place
+    s = summary()
+    assert [r.name for r in s.results] == ["a", "b", "c"]
+    assert [r.status for r in s.results] == ["wrong", "wrong", "not done"]
+    cmp("b", t.grad, t)
+    assert summary().correct == 1 and summary().total == 3
+    reset()
+    assert summary().total == 0 and str(summary()).endswith("0 of 0 correct")
+
+
+def test_a_check_with_record_false_stays_out_of_the_summary(t, capsys):
+    cmp("a", t.grad, t)
+    result = cmp("a (on purpose)", t.grad * 2, t, record=False)
+    assert not result and "a (on purpose)" in capsys.readouterr().out
+    assert [r.name for r in summary().results] == ["a"]
+
+
+def test_summary_text_table(t, capsys):
+    cmp("logprobs", t.grad, t)
+    cmp("probs", t.grad * (1 + 1e-7), t)
+    cmp("counts", t.grad * 32, t)
+    cmp("dC_not_yet", None, t)
+    text = str(summary())
+    lines = text.splitlines()
+    assert lines[-1] == "2 of 4 correct"
+    assert len(lines) == 1 + 1 + 4 + 1  # header, rule, rows, count
+    assert len({line.index("| maxdiff") if "| maxdiff" in line else None for line in lines[2:6]}) == 1  # aligned
+    assert "counts" in lines[4] and "wrong" in lines[4] and "32 times" in lines[4]
+    assert "not done" in lines[5]
+    assert "rounding" in lines[3] and "rel err" not in lines[3]  # passing rows need no hint
+    assert repr(summary()) == text
+
+
+def test_summary_html(t, capsys):
+    cmp("ok<1>", t.grad, t)
+    cmp("bad", t.grad * -1, t)
+    page = summary()._repr_html_()
+    assert page.count("<tr") == 3 and "1 of 2 correct" in page
+    assert "✅" in page and "❌" in page
+    assert "ok&lt;1&gt;" in page and "sign is flipped" in page
+
+
+def test_summary_of_an_explicit_list(t, capsys):
+    results = [cmp("a", t.grad, t), cmp("b", t.grad * 2, t), cmp("c", t.grad, t)]
+    s = summary(results[1:])
+    assert isinstance(s, Summary) and s.total == 2 and s.correct == 1 and s.results == results[1:]
+
+
+def test_safety_net_turns_internal_errors_into_a_report(t, capsys, monkeypatch):
+    def broken(*args):
+        raise ValueError("boom")
+    monkeypatch.setattr(cmp_module, "_check", broken)
+    result = cmp("x", t.grad, t)
+    assert not result and "could not compare" in result.hint and "ValueError" in result.hint
+
+
+def test_jupyter_shows_the_result_only_once():
+    result = CheckResult("x", True, True, 0.0, 0.0, None, "exact")
+    assert result._ipython_display_() is None  # the printed line is the only output
+
+
+# ---------------------------------------------------------------------------
+# Finite differences
+
+
+def test_numerical_vjp_of_tanh_square_and_matmul():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    dout = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    assert torch.allclose(numerical_vjp(torch.tanh, x, dout), (1 - torch.tanh(x)**2) * dout, atol=1e-9)
+    assert torch.allclose(numerical_vjp(lambda a: a**2, x, dout), 2 * x * dout, atol=1e-8)
+    W = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    dy = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    assert torch.allclose(numerical_vjp(lambda a: a @ W, x, dy), dy @ W.T, atol=1e-8)
+    assert torch.allclose(numerical_vjp(lambda w: x @ w, W, dy), x.T @ dy, atol=1e-8)
+
+
+def test_numerical_vjp_is_float64_and_leaves_x_alone():
+    x = torch.randn(5, requires_grad=True)
+    before = x.detach().clone()
+    grad = numerical_vjp(lambda a: a * 3, x, torch.ones(5))
+    assert grad.dtype == torch.float64 and grad.shape == x.shape
+    assert torch.equal(x.detach(), before) and x.dtype == torch.float32
+    assert torch.allclose(grad, torch.full((5,), 3.0, dtype=torch.float64))
+    assert numerical_vjp(lambda a: a, x, torch.ones(5)).sum().item() == pytest.approx(5.0)
+
+
+def test_rel_error_is_cs231n():
+    assert rel_error(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 0.0
+    assert rel_error(torch.tensor([1.0, 0.0]), torch.tensor([3.0, 0.0])) == pytest.approx(0.5)
+    assert rel_error(torch.tensor([0.0]), torch.tensor([1e-9])) == pytest.approx(0.1)  # denominator 1e-8
+
+
+def test_check_numerically_verdicts(capsys):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    dout = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    right = (1 - torch.tanh(x)**2) * dout
+    result = check_numerically("tanh", torch.tanh, x, dout, right)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert re.fullmatch(r"tanh            \| rel err: \S+ \| correct", line)
+    assert result and result.status == "correct" and result.relerr < 1e-7 and result.kind == "numerical"
+
+    result = check_numerically("tanh32", torch.tanh, x, dout, right.float())
+    assert result.status in ("correct", "probably correct") and result
+
+    result = check_numerically("tanh", torch.tanh, x, dout, right * (1 + 1e-3))
+    assert not result and result.status == "suspicious" and "1e-4" in result.hint
+
+    result = check_numerically("tanh", torch.tanh, x, dout, -right)
+    assert not result and result.status == "wrong" and "-1 times" in result.hint
+
+    result = check_numerically("tanh", torch.tanh, x, dout, (1 - x**2) * dout)
+    assert not result and result.status == "wrong"
+
+    result = check_numerically("tanh", torch.tanh, x, dout, right.T)
+    assert not result and "x has shape (4, 3)" in result.hint and "transpose" in result.hint
+
+    result = check_numerically("tanh", torch.tanh, x, dout, ...)
+    assert not result and result.status == "not done"
+    assert [r.name for r in summary().results] == ["tanh", "tanh32"]
+
+
+def test_check_numerically_float32_note():
+    x = torch.linspace(-2, 2, 50, dtype=torch.float64)
+    dx = ((1 - torch.tanh(x)**2) * (1 + 3e-6)).float()
+    result = check_numerically("tanh", torch.tanh, x, torch.ones(50), dx)
+    assert result and result.status == "probably correct"
+    assert "kinks" in result.hint and "float32" in result.hint
+
+
+# ---------------------------------------------------------------------------
+# Output stable for nbval
+
+
+def test_output_is_identical_after_sanitizing(capsys):
+    def run_once():
+        g = torch.Generator().manual_seed(8)
+        ref = torch.randn(32, 27, generator=g)
+        t = with_grad(ref)
+        noisy = ref + torch.randn(32, 27) * 1e-9  # unseeded: differs between the two runs
+        cmp("a", ref.clone(), t)
+        cmp("b", noisy, t)
+        cmp("c", ref * (31 / 32) + torch.randn(32, 27) * 1e-9, t)
+        cmp("d", ref.sum(0), t)
+        cmp("e", ..., t)
+        cmp("f", ref * torch.rand(32, 27, generator=g), t)
+        cmp("g", ref * (torch.rand(32, 1, generator=g) > 0.5), t)
+        x = torch.randn(3, dtype=torch.float64)
+        check_numerically("h", torch.tanh, x, torch.ones(3), 1 - torch.tanh(x)**2)
+        check_numerically("i", torch.tanh, x, torch.ones(3), 1 - torch.tanh(x)**2 + 1e-6)
+        print(summary())
+        return capsys.readouterr().out
+
+    first, second = run_once(), run_once()
+    assert first != second  # the raw numbers do differ...
+    assert sanitize(first) == sanitize(second)  # ...but only where the sanitizer looks
+    for line in sanitize(first).splitlines():
+        assert not re.search(r"\d\.\d+e[+-]\d\d", line), line  # no unlabelled machine numbers
+
+
+# ---------------------------------------------------------------------------
+# Odd inputs never crash
+
+
+def tensors():
+    shapes = st.lists(st.integers(0, 4), max_size=3).map(tuple)
+    dtypes = st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int64, torch.bool])
+    values = st.sampled_from([0.0, 1.0, -2.5, float("nan"), float("inf"), 1e-30, 1e30])
+    return st.builds(_make, shapes, dtypes, values, st.booleans())
+
+
+def _make(shape, dtype, value, requires_grad):
+    """A tensor of `shape` filled with value, value+1, value+2, ... (or a bool pattern)."""
+    x = torch.arange(math.prod(shape), dtype=torch.float64).view(shape) + value
+    x = x > 1 if dtype == torch.bool else x.to(dtype)
+    if requires_grad and x.is_floating_point():
+        x.requires_grad_(True)
+    return x
+
+
+def odd_things():
+    return st.one_of(
+        st.none(), st.just(...), st.integers(-3, 3), st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=5), st.lists(st.floats(-1, 1), max_size=4),
+        st.lists(st.lists(st.integers(0, 2), max_size=3), max_size=3),
+        st.builds(lambda n: np.arange(n, dtype=np.float64), st.integers(0, 5)),
+        st.builds(lambda n: np.ones((n, 2), dtype=np.float32), st.integers(0, 3)),
+        st.builds(lambda: np.array(["a", "b"])), st.builds(lambda: {"a": 1}), st.builds(object),
+        st.builds(lambda: torch.ones(2, dtype=torch.complex64)), st.builds(lambda: torch.eye(2).to_sparse()),
+        tensors(),
+    )
+
+
+def references():
+    grad_dtypes = st.sampled_from([torch.float32, torch.float64, torch.float16])
+    with_a_grad = st.builds(lambda x, dtype: with_grad(x.detach().to(dtype)), tensors(), grad_dtypes)
+    no_retain_grad = st.builds(lambda: torch.ones(2, requires_grad=True) * 2)
+    return st.one_of(with_a_grad, tensors(), no_retain_grad, odd_things())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dt=odd_things(), t=references())
+def test_odd_inputs_never_crash_nor_warn(dt, t):
+    out = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out):
+        warnings.simplefilter("error")  # a warning inside cmp would become an error and be caught below
+        result = cmp("odd", dt, t, strict=False)
+    assert isinstance(result, CheckResult)
+    assert "could not compare" not in (result.hint or "")  # handled on purpose, not by the safety net
+    assert result.status in ("exact", "rounding", "wrong", "not done", "no reference")
+    assert isinstance(result.exact, bool) and isinstance(result.approx, bool)
+    assert bool(result) == result.approx
+    assert result.hint is None if result.status == "exact" else isinstance(result.hint, str)
+    assert MAIN_LINE.match(out.getvalue().splitlines()[0])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dt=odd_things(), t=references())
+def test_strict_mode_only_raises_gradient_error(dt, t):
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = cmp("odd", dt, t, strict=True)
+    except GradientError as err:
+        assert str(err).startswith("odd: ")
+        return
+    assert result

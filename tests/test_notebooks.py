@@ -162,3 +162,19 @@ def test_the_setup_cell_does_nothing_surprising_locally(tmp_path):
     work.mkdir()
     result = subprocess.run([sys.executable, "-c", driver], cwd=work, capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solutions_are_committed_after_restart_and_run_all(name):
+    codes = [c for c in read("solutions", name).cells if c.cell_type == "code"]
+    assert [c.execution_count for c in codes] == list(range(1, len(codes) + 1))
+    assert not [o for c in codes for o in c.outputs if o.output_type == "error"]
+    assert printed(read("solutions", name)).strip()
+
+
+def test_the_committed_training_run_is_the_full_one():
+    out = printed(read("solutions", NAMES[3]))
+    assert "190000/ 200000" in out
+    train = float(out.split("train ")[1].split()[0])
+    val = float(out.split("val ")[1].split()[0])
+    assert train < 2.09 and val < 2.12, (train, val)

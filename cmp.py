@@ -118,6 +118,16 @@ def _record(result):
     _registry[result.name] = result
 
 
+def _first_wrong_before(name):
+    """The first recorded check, before `name` in the registry's order, whose gradient is wrong."""
+    for earlier in _registry.values():
+        if earlier.name == name:
+            return None
+        if earlier.status == WRONG:
+            return earlier.name
+    return None
+
+
 def reset():
     """Forget all checks made so far."""
     _registry.clear()
@@ -141,6 +151,11 @@ def cmp(name, dt, t, *, strict=None, record=True):
         result = CheckResult(name, False, False, math.nan, math.nan,
                              f"cmp could not compare these ({type(err).__name__}): "
                              "dt should be a torch tensor shaped like t", WRONG)
+    if result.status == WRONG:
+        earlier = _first_wrong_before(name)
+        if earlier:
+            result.hint += (f"\n`{earlier}`, checked before this one, is wrong too: fix it first, "
+                            "its error flows into every gradient computed from it")
     print(_report(result))
     if record:
         _record(result)
@@ -553,7 +568,10 @@ class Summary:
         return len(self.results)
 
     def count_line(self):
-        return f"{self.correct} of {self.total} correct"
+        """'17 of 26 correct', and which gradient to fix first when one is wrong."""
+        line = f"{self.correct} of {self.total} correct"
+        wrong = [r.name for r in self.results if r.status == WRONG]
+        return line + (f"; fix {wrong[0]} first" if wrong else "")
 
     def __str__(self):
         rows = [("", "name", "status", "maxdiff", "hint")]

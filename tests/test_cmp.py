@@ -35,14 +35,6 @@ def with_grad(grad, requires_grad=True):
     return t
 
 
-@pytest.fixture(autouse=True)
-def fresh_registry(monkeypatch):
-    monkeypatch.delenv("CMP_STRICT", raising=False)
-    reset()
-    yield
-    reset()
-
-
 @pytest.fixture
 def t():
     g = torch.Generator().manual_seed(0)
@@ -328,6 +320,19 @@ def test_registry_keeps_first_order_and_latest_result(t, capsys):
     assert summary().total == 0 and str(summary()).endswith("0 of 0 correct")
 
 
+def test_a_wrong_gradient_points_back_to_the_first_wrong_one_before_it(t, capsys):
+    cmp("a", t.grad, t)
+    cmp("b", None, t)               # not done: not blamed
+    first = cmp("c", t.grad * 2, t)
+    assert "checked before this one" not in first.hint
+    later = cmp("d", t.grad * 3, t)
+    assert "`c`, checked before this one, is wrong too: fix it first" in later.hint
+    assert "fix it first" in capsys.readouterr().out.splitlines()[-1]
+    again = cmp("c", t.grad * 2, t)  # re-running c: nothing before it is wrong
+    assert "checked before this one" not in again.hint
+    assert summary().count_line() == "1 of 4 correct; fix c first"
+
+
 def test_a_check_with_record_false_stays_out_of_the_summary(t, capsys):
     cmp("a", t.grad, t)
     result = cmp("a (on purpose)", t.grad * 2, t, record=False)
@@ -342,7 +347,7 @@ def test_summary_text_table(t, capsys):
     cmp("dC_not_yet", None, t)
     text = str(summary())
     lines = text.splitlines()
-    assert lines[-1] == "2 of 4 correct"
+    assert lines[-1] == "2 of 4 correct; fix counts first"
     assert len(lines) == 1 + 1 + 4 + 1  # header, rule, rows, count
     assert len({line.index("| maxdiff") if "| maxdiff" in line else None for line in lines[2:6]}) == 1  # aligned
     assert "counts" in lines[4] and "wrong" in lines[4] and "32 times" in lines[4]

@@ -333,6 +333,15 @@ def test_a_wrong_gradient_points_back_to_the_first_wrong_one_before_it(t, capsys
     assert summary().count_line() == "1 of 4 correct; fix c first"
 
 
+def test_atol_widens_only_the_absolute_tolerance(capsys):
+    noise = with_grad(torch.full((200,), 3e-9))
+    dt = torch.full((200,), -2e-8)  # rounding noise of the other sign: zero up to rounding too
+    assert not cmp("b1", dt, noise)
+    assert cmp("b1", dt, noise, atol=1e-7)
+    big = with_grad(torch.ones(3))
+    assert not cmp("x", torch.ones(3) * 32 / 31, big, atol=1e-7)  # real mistakes are still caught
+
+
 def test_a_check_with_record_false_stays_out_of_the_summary(t, capsys):
     cmp("a", t.grad, t)
     result = cmp("a (on purpose)", t.grad * 2, t, record=False)

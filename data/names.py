@@ -107,7 +107,3 @@ def load_split(path=NAMES_PATH, url=NAMES_URL):
         "test": build_dataset(shuffled[n2:], stoi),
     }
 
-
-if __name__ == "__main__":
-    words = load_words()
-    print(f"{NAMES_PATH}: {len(words):,} names, sha256 verified")

@@ -1,4 +1,5 @@
 """The data loader: the right file, a clear message for every way of getting it wrong."""
+import runpy
 import subprocess
 import sys
 import urllib.error
@@ -98,7 +99,17 @@ def test_a_damaged_local_file_is_rejected(tmp_path, fake_download, damage):
 
 
 def test_running_the_module_checks_the_data():
-    """`python -m data.names` is how tools/run fetches and verifies the data."""
-    result = subprocess.run([sys.executable, "-m", "data.names"], cwd=REAL_FILE.parent.parent,
+    """`python -m data` is how tools/run fetches and verifies the data."""
+    result = subprocess.run([sys.executable, "-W", "error", "-m", "data"], cwd=REAL_FILE.parent.parent,
                             capture_output=True, text=True, check=True)
     assert "32,033 names, sha256 verified" in result.stdout
+
+
+def test_running_the_module_explains_a_failure_without_a_traceback(monkeypatch, capsys):
+    def no_network():
+        raise data.DataError("names.txt could not be downloaded.\nFix: connect to the internet.")
+
+    monkeypatch.setattr(names, "load_words", no_network)
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("data", run_name="__main__")
+    assert exit_.value.code == "Could not get the course data.\nnames.txt could not be downloaded.\nFix: connect to the internet."

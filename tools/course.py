@@ -27,8 +27,9 @@ def setup_source():
 import os, sys
 if "google.colab" in sys.modules:
     import urllib.request
+    course_url = "{RAW_URL}"
     for path in [{files}]:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        urllib.request.urlretrieve("{RAW_URL}" + path, path)
+        urllib.request.urlretrieve(course_url + path, path)
 else:
     sys.path.insert(0, os.path.abspath(".."))'''

@@ -100,6 +100,7 @@ def test_every_exercise_runs_unfilled_without_error(name):
     assert "not done" in out
     if name.startswith("04"):
         assert "Finish `backward` first" in out
+        assert out.count("step ") == 1 and "Fix these gradients in `backward` first" in out
 
 
 def test_filling_one_gradient_counts_as_one_correct():

@@ -4,7 +4,8 @@
     .venv/bin/python tools/benchmark.py --out results.json --steps 2000 # quick look
 
 The model, forward pass, backward pass and evaluation are not copies: they are the code cells of
-solutions/04_training_without_autograd.ipynb tagged `benchmark` (set-up) and `evaluate`, run here.
+solutions/04_training_without_autograd.ipynb tagged `benchmark` (set-up), `parameters` (the
+initialisation, re-run before each variant) and `evaluate`, run here.
 Both variants use the same forward pass, data, seed and SGD schedule; they differ only in how the
 gradients are computed. Everything runs on one CPU thread.
 """
@@ -41,8 +42,8 @@ def load_solution():
 
 def reset_parameters(ns):
     """Re-run the notebook's initialisation cell, so each variant starts from the same parameters."""
-    init = next(s for s in cells_tagged("benchmark") if "manual_seed" in s)
-    exec(compile(init, str(NOTEBOOK), "exec"), ns)
+    for source in cells_tagged("parameters"):
+        exec(compile(source, str(NOTEBOOK), "exec"), ns)
 
 
 def manual_step(ns, Xb, Yb, lr):

@@ -443,7 +443,8 @@ def _value_hints(d, ref, relerr):
     hints = _partial_hints(d, ref)
     if hints:
         return hints
-    return [f"wrong values (rel err: {relerr:.1e}): check the local derivative, and if this tensor is used "
+    return [f"wrong values (rel err: {relerr:.1e}, far above float32 rounding, which stays near 1e-7): "
+            "check the local derivative, and if this tensor is used "
             "in more than one place, add (+=) the gradient from every use"]
 
 

@@ -559,3 +559,13 @@ def test_strict_mode_only_raises_gradient_error(dt, t):
         assert str(err).startswith("odd: ")
         return
     assert result
+
+
+def test_a_small_real_bug_is_not_mistaken_for_rounding(capsys):
+    """A Bessel slip in one term only: 0.5% off, maxdiff ~1e-5. It must be called wrong, not rounding."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 64, generator=g), torch.randn(32, 64, generator=g)
+    t = with_grad(x + y)
+    result = cmp("hprebn", x + y * 31 / 32 * 0.2 + y * 0.8, t)
+    assert not result and result.status == "wrong"
+    assert "far above float32 rounding" in result.hint and "rounding, not a mistake" not in result.hint

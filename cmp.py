@@ -8,7 +8,8 @@ and prints one line, with the same columns as in the lecture:
     logprobs        | exact: True  | approximate: True  | maxdiff: 0.0e+00
 
 exact        every number is bit-identical (and the shape and dtype are those of t.grad)
-approximate  torch.allclose(dt, t.grad) with its default tolerances, and the same shape and dtype
+approximate  torch.allclose(dt, t.grad) with its default tolerances (cmp's atol= can widen the
+             absolute one), and the same shape and dtype
 maxdiff      the largest absolute difference (nan when the shapes can't be compared)
 
 When there is something to say, lines starting with "  -> " follow: what looks
@@ -190,7 +191,7 @@ def _raise_if_strict(result, strict):
         raise GradientError(f"{result.name}: {result.status}: {result.hint}")
 
 
-def _check(name, dt, t, atol=1e-8):
+def _check(name, dt, t, atol):
     """Work out the CheckResult for cmp (prints nothing)."""
     if dt is None or dt is Ellipsis:
         what = "still None" if dt is None else "still `...`"

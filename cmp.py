@@ -16,15 +16,21 @@ When there is something to say, lines starting with "  -> " follow: what looks
 wrong and how to fix it (a sum over the wrong dim, a missing 1/n, a transposed
 matrix, a missing branch ...), or why an answer that is not exact is still fine.
 
+How the advice is found: each diagnosis is one small rule (see RULES below) that
+looks at your answer, the right answer and the tensor itself, and speaks only when
+the numbers fit its explanation. The first rule that fits gives the hint, and its
+id is kept in `result.diagnosis`. When a gradient you checked earlier is wrong and
+was computed from this tensor (autograd's graph says so), cmp adds "fix it first".
+
 Every call returns a `CheckResult`; `bool(result)` is the "approximate" column,
 so a gradient with the right values but the wrong shape or dtype counts as wrong
 (the lecture's cmp accepted a (64,) gradient for a (1, 64) tensor: we don't).
-The `status` of a result is one of
-    "exact"         bit-identical to t.grad
-    "rounding"      not bit-identical, but allclose: float rounding, not a mistake
-    "wrong"         wrong values, shape or dtype (the hint says which)
-    "not done"      the gradient is still None or `...`
-    "no reference"  t.grad is missing (retain_grad() or loss.backward() forgotten)
+Its `status` is a `Status`:
+    exact          bit-identical to t.grad
+    rounding       not bit-identical, but allclose: float rounding, not a mistake
+    wrong          wrong values, shape or dtype (the hint says which)
+    not done       the gradient is still None or `...`
+    no reference   t.grad is missing (retain_grad() or loss.backward() forgotten)
 Every result is remembered by name: `summary()` shows them all in one table.
 
 Strict mode (for solutions and tests): `cmp(..., strict=True)` or the
@@ -37,56 +43,65 @@ differences and `check_numerically` compares yours with it.
 Only the numbers after "maxdiff: " and "rel err: " depend on the machine;
 everything else this module prints is the same on every run.
 """
+import enum
 import html
 import math
 import os
-import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import torch
 
 __all__ = [
-    "cmp", "summary", "reset", "CheckResult", "Summary", "GradientError",
-    "numerical_vjp", "rel_error", "check_numerically",
+    "cmp", "summary", "reset", "CheckResult", "Status", "Summary", "GradientError",
+    "numerical_vjp", "rel_error", "check_numerically", "RULES",
 ]
 
-# The statuses of a CheckResult.
-EXACT = "exact"                # bit-identical to t.grad
-ROUNDING = "rounding"          # not bit-identical, but allclose: float rounding, not a mistake
-WRONG = "wrong"                # wrong values, shape or dtype (the hint says which)
-NOT_DONE = "not done"          # the gradient is still None or `...`
-NO_REFERENCE = "no reference"  # t.grad is missing, so there is nothing to compare with
-# check_numerically's verdicts (it also uses "wrong" and "not done"; see its docstring):
-CORRECT = "correct"
-PROBABLY_CORRECT = "probably correct"
-SUSPICIOUS = "suspicious"
 
-PASSING = (EXACT, ROUNDING, CORRECT, PROBABLY_CORRECT)
+class Status(enum.StrEnum):
+    """What a check found. A Status is a str, so `result.status == "wrong"` works."""
+    EXACT = "exact"                # bit-identical to t.grad
+    ROUNDING = "rounding"          # not bit-identical, but allclose: float rounding, not a mistake
+    WRONG = "wrong"                # wrong values, shape or dtype (the hint says which)
+    NOT_DONE = "not done"          # the gradient is still None or `...`
+    NO_REFERENCE = "no reference"  # t.grad is missing, so there is nothing to compare with
+    # check_numerically's verdicts (it also uses WRONG and NOT_DONE):
+    CORRECT = "correct"
+    PROBABLY_CORRECT = "probably correct"
+    SUSPICIOUS = "suspicious"
 
-_TINY = 1e-30  # keeps relative errors finite when the reference is all zeros
+
+PASSING = (Status.EXACT, Status.ROUNDING, Status.CORRECT, Status.PROBABLY_CORRECT)
+
+# Thresholds, named once. Relative sizes are measured against the largest |value| involved.
+FLOAT32_RESOLUTION = 1e-7   # float32 rounding gives relative errors of about this size
+ALMOST_RIGHT = 1e-5         # a wrong answer this close (rel err) is "almost right", not a formula slip
+FIT = 1e-4                  # how closely an explanation must reproduce your answer to be named
+ZERO_ANSWER = 1e-3          # a right answer whose largest value is this small relative to yours is "zero"
+MAX_DENOMINATOR = 256       # constant factors are named as fractions with denominators up to this
+BN_EPS = 1e-5               # the epsilon the lecture's BatchNorm adds to the variance
+_TINY = 1e-30               # keeps relative errors finite when the reference is all zeros
 
 
 class GradientError(AssertionError):
     """Raised in strict mode when a gradient is wrong or not done yet."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckResult:
     """The outcome of one check. `bool(result)` is True when the gradient is right.
 
-    name     the name you passed to cmp
-    exact    bit-identical to t.grad (same shape and dtype)
-    approx   torch.allclose(dt, t.grad) with the same shape and dtype as t.grad
-    maxdiff  largest |dt - t.grad| (nan when it cannot be computed)
-    relerr   maxdiff / largest |t.grad| (for check_numerically: cs231n's rel_error)
-    hint     what to fix ("wrong", "not done", "no reference"), or why the differences are only
-             rounding ("rounding"); None for "exact" and a correct numerical check.
-             Several sentences are separated by newlines.
-    status   one of "exact", "rounding", "wrong", "not done", "no reference"
-             (check_numerically: "correct", "probably correct", "suspicious", "wrong", "not done")
-    kind     "cmp" or "numerical" (made by check_numerically; then exact is always False)
+    name       the name you passed to cmp
+    exact      bit-identical to t.grad (same shape and dtype)
+    approx     torch.allclose(dt, t.grad) with the same shape and dtype as t.grad
+    maxdiff    largest |dt - t.grad| (nan when it cannot be computed)
+    relerr     maxdiff / largest |t.grad| (for check_numerically: cs231n's rel_error)
+    hint       what to fix, or why the differences are only rounding; None when there is nothing
+               to say. Several sentences are separated by newlines.
+    status     a Status
+    kind       "cmp" or "numerical" (made by check_numerically; then exact is always False)
+    diagnosis  the id of the rule that gave the hint (see RULES), e.g. "constant_factor"
     """
     name: str
     exact: bool
@@ -94,8 +109,9 @@ class CheckResult:
     maxdiff: float
     relerr: float
     hint: str = None
-    status: str = WRONG
+    status: Status = Status.WRONG
     kind: str = "cmp"
+    diagnosis: str = None
 
     def __bool__(self):
         return bool(self.approx)
@@ -109,29 +125,71 @@ class CheckResult:
 
 
 # ---------------------------------------------------------------------------
-# The registry: every check is remembered, so summary() can list them all.
+# The registry: every check is remembered, so summary() can list them all,
+# and the tensor it was made on, so that cmp can follow autograd's graph.
 
-_registry = {}
-
-
-def _record(result):
-    """Remember a result under its name; a new check of the same name replaces the old one."""
-    _registry[result.name] = result
-
-
-def _first_wrong_before(name):
-    """The first recorded check, before `name` in the registry's order, whose gradient is wrong."""
-    for earlier in _registry.values():
-        if earlier.name == name:
-            return None
-        if earlier.status == WRONG:
-            return earlier.name
-    return None
+_results = {}
+_tensors = {}
 
 
 def reset():
     """Forget all checks made so far."""
-    _registry.clear()
+    _results.clear()
+    _tensors.clear()
+
+
+def _record(result, t):
+    """Remember a result under its name; a new check of the same name replaces the old one."""
+    _results[result.name] = result
+    if isinstance(t, torch.Tensor):
+        _tensors[result.name] = t
+    else:
+        _tensors.pop(result.name, None)
+
+
+def _steps_back(u, t, limit=200):
+    """How many autograd nodes lie between u and t when u was computed from t; else None."""
+    if not (isinstance(u, torch.Tensor) and isinstance(t, torch.Tensor)) or u is t or u.grad_fn is None:
+        return None
+    frontier, seen, steps = [u.grad_fn], set(), 0
+    while frontier and len(seen) < limit:
+        steps += 1
+        following = []
+        for node in frontier:
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            if node is t.grad_fn or getattr(node, "variable", None) is t:
+                return steps
+            following += [parent for parent, _ in node.next_functions]
+        frontier = following
+    return None
+
+
+def _wrong_upstream(name, t):
+    """The first recorded wrong check whose tensor was computed from t: its error flows into t's gradient."""
+    for other, result in _results.items():
+        if other != name and result.status == Status.WRONG and _steps_back(_tensors.get(other), t):
+            return other
+    return None
+
+
+def _consumers(name, t):
+    """[(name, tensor, its reference gradient)] of the recorded tensors computed from t, nearest first."""
+    found = []
+    for other, u in _tensors.items():
+        steps = None if other == name else _steps_back(u, t)
+        grad = _grad_of(u) if steps else None
+        if grad is not None and grad.is_floating_point() and torch.isfinite(grad).all():
+            found.append((steps, other, u, grad.to(torch.float64)))
+    return [(other, u, grad) for _, other, u, grad in sorted(found, key=lambda f: f[0])]
+
+
+def _grad_of(t):
+    with warnings.catch_warnings():  # reading .grad of a non-leaf tensor warns
+        warnings.simplefilter("ignore")
+        grad = t.grad
+    return grad.detach() if isinstance(grad, torch.Tensor) else None
 
 
 # ---------------------------------------------------------------------------
@@ -151,18 +209,20 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
     name = str(name)
     try:
         result = _check(name, dt, t, atol)
-    except Exception as err:  # a safety net: cmp reports, it never crashes
-        result = CheckResult(name, False, False, math.nan, math.nan,
-                             f"cmp could not compare these ({type(err).__name__}): "
-                             "dt should be a torch tensor shaped like t", WRONG)
-    if result.status == WRONG:
-        earlier = _first_wrong_before(name)
-        if earlier:
-            result.hint += (f"\n`{earlier}`, checked before this one, is wrong too: fix it first, "
-                            "its error flows into every gradient computed from it")
+        if result.status == Status.WRONG:
+            upstream = _wrong_upstream(name, t)
+            if upstream:
+                result = replace(result, hint=result.hint + (
+                    f"\n`{upstream}`, checked before this one, is wrong too and is computed from this "
+                    "tensor: its error flows into this gradient, so fix it first"))
+    except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
+        if _is_strict(strict):
+            raise
+        result = _fail(name, Status.WRONG, f"internal error in cmp ({type(err).__name__}: {err}): this is a bug "
+                       "in cmp, not necessarily in your gradient; please report it", "internal_error")
     print(_report(result))
     if record:
-        _record(result)
+        _record(result, t)
     _raise_if_strict(result, strict)
     return result
 
@@ -191,46 +251,59 @@ def _raise_if_strict(result, strict):
         raise GradientError(f"{result.name}: {result.status}: {result.hint}")
 
 
+def _names(name, kind="cmp"):
+    """How messages call your gradient and the tensor: `dlogits` and `logits` for cmp("logits", ...)."""
+    if kind == "numerical":
+        return "dx", "x"
+    if name.isidentifier():
+        return "d" + name, name
+    return "dt", "t"
+
+
 def _check(name, dt, t, atol):
     """Work out the CheckResult for cmp (prints nothing)."""
     if dt is None or dt is Ellipsis:
         what = "still None" if dt is None else "still `...`"
-        return _fail(name, NOT_DONE, f"not done yet: the gradient is {what}; write your formula for it")
+        return _fail(name, Status.NOT_DONE, f"not done yet: the gradient is {what}; write your formula for it",
+                     "not_done")
 
     ref, problem = _reference(t)
     if problem:
-        return _fail(name, NO_REFERENCE, problem)
+        return _fail(name, Status.NO_REFERENCE, problem, "no_reference")
 
     d, problem = _as_tensor(dt)
     if problem:
-        return _fail(name, WRONG, problem)
+        return _fail(name, Status.WRONG, problem, "not_a_tensor")
     d = d.detach().to(ref.device)
 
     maxdiff, relerr = _differences(d, ref)
+    dname, tname = _names(name)
     if d.shape != ref.shape:
-        return CheckResult(name, False, False, maxdiff, relerr, _shape_hint(d, ref), WRONG)
+        rule, hint = _diagnose(SHAPE_RULES, ShapeCase(d, ref, dname, tname))
+        return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule)
 
-    hints = []
     if d.dtype != ref.dtype:
         right_values = torch.allclose(d.to(ref.dtype), ref, atol=atol) or (
             d.is_floating_point() and torch.allclose(d, ref.to(d.dtype), atol=atol))  # e.g. float16: compare in float16
-        hints.append(_dtype_hint(d, ref, right_values))
+        hints = [_dtype_hint(d, ref, right_values, dname, tname)]
+        rule = "dtype"
         if not right_values:
-            hints += _value_hints(d.to(torch.float64), ref.to(torch.float64), relerr)
-        return CheckResult(name, False, False, maxdiff, relerr, "\n".join(hints), WRONG)
+            value_rule, value_hint = _diagnose(VALUE_RULES, _value_case(name, d, ref, t, relerr, dname, tname))
+            rule, hints = f"dtype+{value_rule}", hints + [value_hint]
+        return CheckResult(name, False, False, maxdiff, relerr, "\n".join(hints), Status.WRONG, diagnosis=rule)
 
-    exact = torch.equal(d, ref)
-    approx = torch.allclose(d, ref, atol=atol)
-    if exact:
-        return CheckResult(name, True, True, maxdiff, relerr, None, EXACT)
-    if approx:
-        return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr), ROUNDING)
-    hint = "\n".join(_value_hints(d.to(torch.float64), ref.to(torch.float64), relerr))
-    return CheckResult(name, False, False, maxdiff, relerr, hint, WRONG)
+    if torch.equal(d, ref):
+        return CheckResult(name, True, True, maxdiff, relerr, None, Status.EXACT)
+    if torch.allclose(d, ref, atol=atol):
+        rule = "zero_up_to_rounding" if relerr > 1e-3 else "rounding"
+        return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
+                           diagnosis=rule)
+    rule, hint = _diagnose(VALUE_RULES, _value_case(name, d, ref, t, relerr, dname, tname))
+    return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule)
 
 
-def _fail(name, status, hint):
-    return CheckResult(name, False, False, math.nan, math.nan, hint, status)
+def _fail(name, status, hint, rule):
+    return CheckResult(name, False, False, math.nan, math.nan, hint, status, diagnosis=rule)
 
 
 def _reference(t):
@@ -238,11 +311,9 @@ def _reference(t):
     if not isinstance(t, torch.Tensor):
         return None, (f"no reference: the third argument should be the tensor from the forward pass "
                       f"(its .grad is the reference), not a {type(t).__name__}")
-    with warnings.catch_warnings():  # reading .grad of a non-leaf tensor warns
-        warnings.simplefilter("ignore")
-        grad = t.grad
-    if isinstance(grad, torch.Tensor):
-        return grad.detach(), None
+    grad = _grad_of(t)
+    if grad is not None:
+        return grad, None
     if not t.requires_grad:
         return None, ("no reference: this tensor does not require grad, so PyTorch computes no gradient "
                       "for it; build it from parameters created with requires_grad=True")
@@ -291,38 +362,96 @@ def _max_abs(x):
     return x.abs().max().item()
 
 
+def _diagnose(rules, case):
+    """(rule id, message) of the first rule that has something to say."""
+    for rule_id, rule in rules:
+        message = rule(case)
+        if message:
+            return rule_id, message
+    raise AssertionError("the last rule of a table always speaks")
+
+
+def _fits(candidate, d, within=FIT):
+    """True when `candidate` reproduces d to within `within` of d's size (both float64, same shape)."""
+    if candidate.shape != d.shape or not torch.isfinite(candidate).all():
+        return False
+    return _max_abs(candidate - d) <= within * max(_max_abs(d), _TINY)
+
+
 # ---------------------------------------------------------------------------
-# Diagnoses: each returns one plain sentence (or a few).
+# Rules for a gradient of the wrong shape. Each takes a ShapeCase and returns a message or None.
 
 
-def _shape_hint(d, ref):
-    """Explain a shape mismatch, and the fix when there is an obvious one."""
-    got, want = tuple(d.shape), tuple(ref.shape)
-    start = f"dt has shape {got} but t has shape {want}"
-    if d.numel() == ref.numel():
-        right_values = _close(d.reshape(want), ref)
-        values = "right values, wrong shape: " if right_values else ""
-        if _squeeze(got) == _squeeze(want):
-            if len(got) < len(want):
-                return f"{values}{start}: keep the summed dim with keepdim=True ({_keepdim_code(got, want)})"
-            return f"{values}{start}: drop the size-1 dim (sum without keepdim=True, or {_view_code(want)})"
-        if d.dim() == 2 and tuple(d.T.shape) == want and _close(d.T, ref):
-            return f"{start}: this is the transpose of the right answer; {_TRANSPOSE_FIX}"
-        if right_values:
-            return f"the numbers are right but in the wrong shape: {start}; use {_view_code(want)}"
-    dims = _broadcast_dims(got, want)
-    if dims is not None:
-        lead, keep = dims
-        how = _sum_code(lead, keep)
-        if _close(_sum_to(d, lead, keep), ref):
-            return (f"{start}: t was broadcast in the forward pass, so its gradient is summed over the "
-                    f"broadcast dims: {how}")
-        return (f"{start}; summing would fix the shape ({how}), but the values would still be wrong, "
-                "so check the formula too")
-    if d.dim() == 2 and tuple(d.T.shape) == want:
-        return f"{start}: you may have the matmul in the wrong order ({_TRANSPOSE_FIX})"
-    return (f"{start}: a gradient always has the shape of its tensor; if you summed, check the dim "
-            "(sum over the dims along which t was broadcast)")
+@dataclass(frozen=True)
+class ShapeCase:
+    d: torch.Tensor      # your gradient (any dtype)
+    ref: torch.Tensor    # the right one
+    dname: str           # what to call them in messages
+    tname: str
+
+    @property
+    def start(self):
+        return f"{self.dname} has shape {tuple(self.d.shape)} but {self.tname} has shape {tuple(self.ref.shape)}"
+
+    @property
+    def right_values(self):
+        return self.d.numel() == self.ref.numel() and _close(self.d.reshape(self.ref.shape), self.ref)
+
+
+def _shape_keepdim(c):
+    got, want = tuple(c.d.shape), tuple(c.ref.shape)
+    if c.d.numel() != c.ref.numel() or _squeeze(got) != _squeeze(want):
+        return None
+    values = "right values, wrong shape: " if c.right_values else ""
+    if len(got) < len(want):
+        return f"{values}{c.start}: keep the summed dim with keepdim=True ({_keepdim_code(got, want)})"
+    return f"{values}{c.start}: drop the size-1 dim (sum without keepdim=True, or {_view_code(want)})"
+
+
+def _shape_transposed(c):
+    if c.d.dim() == 2 and tuple(c.d.T.shape) == tuple(c.ref.shape) and _close(c.d.T, c.ref):
+        return f"{c.start}: this is the transpose of the right answer; {_TRANSPOSE_FIX}"
+    return None
+
+
+def _shape_reshaped(c):
+    if c.right_values:
+        return f"the numbers are right but in the wrong shape: {c.start}; use {_view_code(tuple(c.ref.shape))}"
+    return None
+
+
+def _shape_sum_broadcast_dims(c):
+    dims = _broadcast_dims(tuple(c.d.shape), tuple(c.ref.shape))
+    if dims is None:
+        return None
+    lead, keep = dims
+    how = _sum_code(lead, keep)
+    if _close(_sum_to(c.d, lead, keep), c.ref):
+        return (f"{c.start}: {c.tname} was broadcast in the forward pass, so its gradient is summed over the "
+                f"broadcast dims: {how}")
+    return (f"{c.start}; summing would fix the shape ({how}), but the values would still be wrong, "
+            "so check the formula too")
+
+
+def _shape_matmul_order(c):
+    if c.d.dim() == 2 and tuple(c.d.T.shape) == tuple(c.ref.shape):
+        return f"{c.start}: you may have the matmul in the wrong order ({_TRANSPOSE_FIX})"
+    return None
+
+
+def _shape_other(c):
+    return (f"{c.start}: a gradient always has the shape of its tensor; if you summed, check the dim "
+            "(sum over the dims along which it was broadcast)")
+
+
+SHAPE_RULES = [
+    ("keepdim", _shape_keepdim),
+    ("transposed_shape", _shape_transposed),
+    ("reshaped", _shape_reshaped),
+    ("sum_broadcast_dims", _shape_sum_broadcast_dims),
+    ("matmul_order", _shape_matmul_order),
+    ("shape", _shape_other),
+]
 
 
 def _keepdim_code(got, want):
@@ -387,7 +516,7 @@ def _sum_code(lead, keep):
     return ", then ".join(parts)
 
 
-def _dtype_hint(d, ref, right_values):
+def _dtype_hint(d, ref, right_values, dname, tname):
     """Say that the dtype is wrong (and whether the values are right anyway)."""
     if d.dtype == torch.bool:
         kind = " (booleans)"
@@ -396,15 +525,15 @@ def _dtype_hint(d, ref, right_values):
     else:
         kind = ""
     start = "right values, wrong dtype" if right_values else "wrong dtype"
-    return (f"{start}: dt is {_dtype_name(d)}{kind} but t.grad is {_dtype_name(ref)}; a gradient has "
-            f"the dtype of its tensor (start from torch.zeros_like(t), or convert with .to(t.dtype))")
+    return (f"{start}: {dname} is {_dtype_name(d)}{kind} but {tname}.grad is {_dtype_name(ref)}; a gradient has "
+            f"the dtype of its tensor (start from torch.zeros_like({tname}), or convert with .to({tname}.dtype))")
 
 
 def _dtype_name(x):
     return str(x.dtype).replace("torch.", "")
 
 
-def _rounding_hint(relerr):
+def _rounding_hint(relerr, tname):
     if relerr > 1e-3:
         return (f"every value is tiny (zero up to float rounding), so torch.allclose accepts it "
                 f"(rel err: {relerr:.1e}); right if the true gradient is 0, as for logit_maxes or for b1 "
@@ -417,54 +546,80 @@ def _close(a, b):
     return a.shape == b.shape and torch.allclose(a.to(torch.float64), b.to(torch.float64))
 
 
-def _value_hints(d, ref, relerr):
-    """Sentences about wrong values of the right shape; d and ref are float64."""
-    if not torch.isfinite(d).all() and torch.isfinite(ref).all():
-        counts = [(int(torch.isnan(d).sum()), "NaN"), (int(torch.isinf(d).sum()), "inf")]
-        found = " and ".join(f"{k:,} {what}" for k, what in counts if k)
-        return [f"dt contains {found} (of {d.numel():,} entries); look for a division by zero, log(0) "
-                "or a huge exponent"]
-    if not torch.isfinite(ref).all():
-        return ["t.grad itself contains NaN or inf: the forward or backward pass blew up; "
-                "rerun the forward pass with fresh parameters"]
-    if not d.any():
-        return ["dt is all zeros, but the right gradient is not: did you forget to fill it in?"]
-    if d.dim() == 2 and d.shape[0] == d.shape[1] and _close(d.T, ref):
-        return [f"this is the transpose of the right answer; {_TRANSPOSE_FIX}"]
-    factor = _factor_hint(d, ref)
-    if factor:
-        return [factor]
-    if relerr < 1e-5:
-        return [f"almost right: the differences are tiny compared to the gradient (rel err: {relerr:.1e}), "
-                "but some entries near zero differ by more than torch.allclose allows; is part of "
-                "your computation done in another dtype or in a very different order?"]
-    broadcast = _broadcast_error_hint(d, ref)
-    if broadcast:
-        return [broadcast]
-    hints = _partial_hints(d, ref)
-    if hints:
-        return hints
-    return [f"wrong values (rel err: {relerr:.1e}, far above float32 rounding, which stays near 1e-7): "
-            "check the local derivative, and if this tensor is used "
-            "in more than one place, add (+=) the gradient from every use"]
+# ---------------------------------------------------------------------------
+# Rules for wrong values of the right shape. Each takes a ValueCase and returns a message or None;
+# a rule speaks only when the numbers fit the explanation it gives.
 
 
-def _factor_hint(d, ref):
-    """If d is a constant times ref, name the constant and what it usually means."""
-    ref_norm2 = (ref * ref).sum().item()
+@dataclass(frozen=True)
+class ValueCase:
+    d: torch.Tensor        # your gradient, float64
+    ref: torch.Tensor      # the right one, float64
+    x: torch.Tensor        # the values of the tensor itself, float64 (None for check_numerically)
+    relerr: float
+    dname: str             # what to call your gradient and the tensor in messages
+    tname: str
+    sizes: frozenset       # sizes that exist in the problem (dims of this tensor and of those checked so far)
+    consumers: tuple = ()  # (name, tensor, reference gradient) of checked tensors computed from this one
+
+    @property
+    def error(self):
+        return self.d - self.ref
+
+
+def _value_case(name, d, ref, t, relerr, dname, tname):
+    """A ValueCase for cmp, with what the registry knows about the tensor's neighbours in the graph."""
+    sizes = set(ref.shape)
+    for u in _tensors.values():
+        sizes.update(u.shape)
+    x = t.detach().to(torch.float64) if t.is_floating_point() else None
+    consumers = tuple(_consumers(name, t))
+    return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
+                     frozenset(s for s in sizes if s > 1), consumers)
+
+
+def _rule_nonfinite(c):
+    if torch.isfinite(c.d).all() or not torch.isfinite(c.ref).all():
+        return None
+    counts = [(int(torch.isnan(c.d).sum()), "NaN"), (int(torch.isinf(c.d).sum()), "inf")]
+    found = " and ".join(f"{k:,} {what}" for k, what in counts if k)
+    return (f"{c.dname} contains {found} (of {c.d.numel():,} entries); look for a division by zero, log(0) "
+            "or a huge exponent")
+
+
+def _rule_reference_nonfinite(c):
+    if torch.isfinite(c.ref).all():
+        return None
+    return (f"{c.tname}.grad itself contains NaN or inf: the forward or backward pass blew up; "
+            "rerun the forward pass with fresh parameters")
+
+
+def _rule_all_zeros(c):
+    if c.d.any():
+        return None
+    return f"{c.dname} is all zeros, but the right gradient is not: did you forget to fill it in?"
+
+
+def _rule_transposed(c):
+    if c.d.dim() == 2 and c.d.shape[0] == c.d.shape[1] and _close(c.d.T, c.ref):
+        return f"this is the transpose of the right answer; {_TRANSPOSE_FIX}"
+    return None
+
+
+def _rule_constant_factor(c):
+    """d = k * ref for a constant k: name k, and what it means when a size of the problem explains it."""
+    ref_norm2 = (c.ref * c.ref).sum().item()
     if ref_norm2 == 0.0:
         return None
-    c = (d * ref).sum().item() / ref_norm2
-    if c == 0.0 or abs(c - 1.0) < 1e-4:
+    k = (c.d * c.ref).sum().item() / ref_norm2
+    if k == 0.0 or abs(k - 1.0) < FIT or not _fits(k * c.ref, c.d):
         return None
-    if _max_abs(d - c * ref) > 1e-4 * _max_abs(c * ref):
-        return None
-    fraction = Fraction(c).limit_denominator(256)
-    if abs(float(fraction) - c) > 1e-5 * abs(c) or not _is_simple(fraction):
-        sign = " and a sign is flipped" if c < 0 else ""
-        return ("dt is the right answer times a constant factor that is not a simple fraction"
+    fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
+    if abs(float(fraction) - k) > 1e-5 * abs(k) or not _is_simple(fraction):
+        sign = " and a sign is flipped" if k < 0 else ""
+        return (f"{c.dname} is the right answer times a constant factor that is not a simple fraction"
                 f"{sign}: look for a wrong constant in the formula")
-    return f"dt is {fraction} times the right answer: {_factor_meaning(fraction)}"
+    return f"{c.dname} is {fraction} times the right answer: {_factor_meaning(fraction, c.sizes)}"
 
 
 def _is_simple(f):
@@ -473,57 +628,271 @@ def _is_simple(f):
     return num == 1 or den == 1 or abs(num - den) == 1 or (num <= 4 and den <= 4)
 
 
-def _factor_meaning(f):
-    """What a factor between your answer and the right one usually means."""
+def _factor_meaning(f, sizes):
+    """What a factor between your answer and the right one means; sizes are those of the problem."""
     if f == -1:
         return "the sign is flipped (check each minus, e.g. of a subtraction or of -x**-2)"
     sign = "the sign is flipped, and " if f < 0 else ""
     num, den = abs(f).numerator, abs(f).denominator
     if num >= 3 and den >= 3 and abs(num - den) == 1:
         n = max(num, den)
-        return (f"{sign}n and n-1 are mixed up (n = {n}), as in Bessel's correction: the variance here "
-                f"divides by n-1 = {n - 1}, not by n = {n}")
+        if n in sizes:
+            return (f"{sign}n and n-1 are mixed up (n = {n}), as in Bessel's correction: a variance with "
+                    f"Bessel's correction divides by n-1 = {n - 1}, not by n = {n}")
+        return f"{sign}a constant in the formula is slightly off"
     if num <= 4 and den <= 4:
         return (f"{sign}a power rule factor may be missing or extra (d/dx x**p = p * x**(p-1): 2*x for x**2, "
                 "-0.5*x**-1.5 for x**-0.5), or a factor like 2 or 1/2")
     if den == 1:
-        return f"{sign}a factor 1/{num} is missing, e.g. the 1/n of a mean over n = {num} items"
+        mean = f", e.g. the 1/n of a mean over n = {num} items" if num in sizes else ""
+        return f"{sign}a factor 1/{num} is missing{mean}"
     if num == 1:
-        return f"{sign}there is a factor 1/{den} too many, e.g. the 1/n of a mean applied twice (n = {den})"
+        mean = f", e.g. the 1/n of a mean applied twice (n = {den})" if den in sizes else ""
+        return f"{sign}there is a factor 1/{den} too many{mean}"
     return f"{sign}a constant in the formula is wrong"
 
 
-def _partial_hints(d, ref):
-    """Sentences for answers that are right in some entries only (or wrong in a telling pattern)."""
-    close = torch.isclose(d, ref)
+def _rule_almost_right(c):
+    if c.relerr >= ALMOST_RIGHT:
+        return None
+    return (f"almost right: the differences are tiny compared to the gradient (rel err: {c.relerr:.1e}), "
+            "but some entries near zero differ by more than torch.allclose allows; is part of "
+            "your computation done in another dtype or in a very different order?")
+
+
+def _elementwise_consumer(c):
+    """(name, incoming gradient) of the nearest checked tensor made from this one entry by entry, or None."""
+    for name, u, grad in c.consumers[:1]:
+        if grad.shape == c.d.shape:
+            return name, grad
+    return None
+
+
+def _rule_added_instead_of_multiplied(c):
+    """d = local + incoming, where the chain rule says local * incoming."""
+    found = _elementwise_consumer(c)
+    if not found:
+        return None
+    name, incoming = found
+    used = incoming.abs() > FIT * _max_abs(incoming)
+    if used.sum() < max(2, used.numel() // 2):
+        return None
+    local = c.ref[used] / incoming[used]
+    if not _fits(local + incoming[used], c.d[used]):
+        return None
+    return (f"{c.dname} looks like the local derivative PLUS the incoming gradient d{name}: the chain rule "
+            "multiplies them (gradient = local derivative × gradient arriving from above)")
+
+
+def _rule_local_derivative_only(c):
+    """d = local, without the incoming gradient."""
+    found = _elementwise_consumer(c)
+    if not found:
+        return None
+    name, incoming = found
+    used = incoming.abs() > FIT * _max_abs(incoming)
+    if used.sum() < 1 or not _fits(c.ref[used] / incoming[used], c.d[used]):
+        return None
+    return (f"{c.dname} looks like the local derivative alone: multiply it by the gradient arriving from "
+            f"above, d{name} (chain rule)")
+
+
+def _rule_tanh_from_its_input(c):
+    """For h = tanh(x): 1 - x**2 instead of 1 - h**2."""
+    if c.x is None or c.x.shape != c.d.shape:
+        return None
+    right_local = 1 - torch.tanh(c.x) ** 2
+    if (right_local == 0).any():
+        return None
+    if not _fits(c.ref * (1 - c.x ** 2) / right_local, c.d):
+        return None
+    return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
+            "1 - a**2 uses tanh's OUTPUT a = tanh(z), the tensor that came out of the tanh")
+
+
+def _rule_epsilon_left_out(c):
+    """For (x + eps)**p: the local derivative written without the eps."""
+    if c.x is None or c.x.shape != c.d.shape or not (c.x > 0).all():
+        return None
+    ratio = (c.x + BN_EPS) / c.x
+    for power in (1.5, 0.5, 1.0, 2.0):
+        if _fits(c.ref * ratio ** power, c.d):
+            return (f"{c.dname} is right except near small values of {c.tname}: the local derivative leaves out "
+                    f"the {BN_EPS:g} that the forward pass adds to {c.tname} before raising it to a power; "
+                    "keep it inside the power")
+    return None
+
+
+def _rule_power_rule_added(c):
+    """For (x + eps)**p: p + (x + eps)**(p - 1) instead of p * (x + eps)**(p - 1)."""
+    if c.x is None or c.x.shape != c.d.shape:
+        return None
+    for eps in (BN_EPS, 0.0):
+        base = c.x + eps
+        if not (base > 0).all():
+            continue
+        for p in (-0.5, -1.0, 0.5, 2.0, -2.0, 3.0):
+            right_local = p * base ** (p - 1)
+            if _fits(c.ref * (p + base ** (p - 1)) / right_local, c.d):
+                return (f"{c.dname} looks like ({p:g} + x**{p - 1:g}) times the incoming gradient: the power rule "
+                        f"multiplies, d/dx x**p = p * x**(p-1)")
+    return None
+
+
+def _rule_label_term_missing(c):
+    """Wrong in exactly one entry per row, by the same amount, where the right gradient is negative."""
+    if c.d.dim() != 2 or c.d.shape[1] < 2:
+        return None
+    error = c.error
+    wrong = error.abs() > FIT * _max_abs(c.ref)
+    if not (wrong.sum(1) == 1).all():
+        return None
+    values = error[wrong]
+    if not _fits(torch.full_like(values, values.mean().item()), values) or not (c.ref[wrong] < 0).all():
+        return None
+    amount = Fraction(values.mean().item()).limit_denominator(MAX_DENOMINATOR)
+    return (f"{c.dname} is right except in one entry per row, each {amount} too {'high' if amount > 0 else 'low'}; "
+            "those are the entries where the right gradient is negative: the label of each row. The part of "
+            "the loss that depends on the label directly (the -l_y of -log p_y = -l_y + log sum exp l) is "
+            "missing or has the wrong size")
+
+
+def _standardised_columns(x):
+    """(x - column mean) / column std (Bessel-corrected, with the lecture's eps), float64."""
+    n = x.shape[0]
+    centred = x - x.mean(0, keepdim=True)
+    return centred * ((centred ** 2).sum(0, keepdim=True) / (n - 1) + BN_EPS) ** -0.5
+
+
+def _rule_variance_term(c):
+    """Fused BatchNorm: the error is a multiple of the standardised input, column by column."""
+    if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or c.d.shape[0] < 3:
+        return None
+    xhat = _standardised_columns(c.x)
+    error = c.error
+    coefficient = (error * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True).clamp(min=_TINY)
+    if not _fits(coefficient * xhat, error, within=1e-3) or _max_abs(coefficient) == 0:
+        return None
+    n = c.d.shape[0]
+    return (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
+            "of the gradient that flows through the batch variance is missing or has the wrong size. That "
+            f"variance divides by n-1 = {n - 1}: check how this shows up in that part")
+
+
+def _rule_branch_off(c):
+    """The error is a checked tensor's gradient, broadcast: the branch through that tensor is off."""
+    error = -c.error  # what is missing from d
+    for name, u, grad in c.consumers:
+        if grad.shape == error.shape or grad.dim() > error.dim():
+            continue
+        try:
+            spread = grad.expand_as(error)
+        except RuntimeError:
+            continue
+        norm2 = (spread * spread).sum().item()
+        if norm2 == 0:
+            continue
+        k = (error * spread).sum().item() / norm2
+        if k == 0 or not _fits(k * spread, error):
+            continue
+        k_text = str(Fraction(k).limit_denominator(MAX_DENOMINATOR))
+        if k > 0:
+            return (f"the branch through `{name}` is missing or too small: {c.dname} lacks d{name} × {k_text}, "
+                    "broadcast to this shape")
+        text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {k_text[1:]} too much of it, "
+                "broadcast to this shape")
+        n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
+        if round(n) in c.sizes and abs(n - round(n)) < 1e-3 * n:
+            text += f": the 1/{round(n)} of a mean over {round(n)} items looks missing"
+        return text
+    return None
+
+
+def _rule_same_local_derivative_for_a_sum(c):
+    """t enters a sum (times a constant): every entry's local derivative is that constant."""
+    for name, u, grad in c.consumers[:1]:
+        if grad.dim() != c.d.dim() or grad.shape == c.d.shape:
+            return None
+        try:
+            incoming = grad.expand_as(c.d)
+        except RuntimeError:
+            return None
+        if not (incoming != 0).all():
+            return None
+        right_local, your_local = c.ref / incoming, c.d / incoming
+        if not _fits(right_local.mean().expand_as(right_local), right_local):
+            return None  # the right local derivative is not a constant: not a plain sum
+        if _fits(your_local.mean().expand_as(your_local), your_local):
+            return None
+        return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same local "
+                f"derivative; yours ({c.dname} / d{name}) changes from entry to entry, as if multiplied by a "
+                "tensor: use the constant of the sum instead")
+    return None
+
+
+def _rule_rows_overwritten(c):
+    """Some rows right, the others too small: repeated indices kept one write instead of adding up."""
+    close = torch.isclose(c.d, c.ref)
+    if c.d.dim() != 2 or not _row_structured(close):
+        return None
+    wrong = ~close.all(1)
+    if not bool((c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5):
+        return None
+    right = int((~wrong).sum())
+    return (f"right in {right:,} of {close.shape[0]:,} rows; the wrong rows are too small, as when a row that is "
+            "used several times keeps only one of its contributions: a write such as `dC[Xb] += demb` or "
+            "`dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over the positions, or "
+            "index_add_")
+
+
+def _rule_broadcast_error(c):
+    """The error is the same along a dim: a contribution broadcast along it is missing or wrong."""
+    error = -c.error
+    scale = _max_abs(error)
+    for dim in range(error.dim()):
+        if error.shape[dim] < 2:
+            continue
+        if _max_abs(error - error.mean(dim, keepdim=True)) <= 1e-3 * scale:
+            return (f"the error is the same along dim {dim}: a contribution that was broadcast along dim "
+                    f"{dim} is missing or wrong (e.g. the branch through a sum or mean over dim {dim})")
+    return None
+
+
+def _rule_partly_right(c):
+    """Right in some entries only, or non-zero / zero in a telling pattern."""
+    close = torch.isclose(c.d, c.ref)
     n_right, total = int(close.sum()), close.numel()
-    zero_where_not = int(((d == 0) & (ref != 0)).sum())
-    nonzero_where_zero = int(((d != 0) & (ref == 0)).sum())
+    zero_where_not = int(((c.d == 0) & (c.ref != 0)).sum())
+    nonzero_where_zero = int(((c.d != 0) & (c.ref == 0)).sum())
     pattern = None
     if zero_where_not and not nonzero_where_zero:
-        pattern = (f"dt is 0 in {zero_where_not:,} entries where the right gradient is not: a contribution "
+        pattern = (f"{c.dname} is 0 in {zero_where_not:,} entries where the right gradient is not: a contribution "
                    "is missing (a tensor used in several places needs += from every use)")
     elif nonzero_where_zero and not zero_where_not:
-        pattern = (f"dt is non-zero in {nonzero_where_zero:,} entries where the right gradient is exactly 0: "
-                   "did you forget to multiply by the incoming gradient (chain rule), or give gradient to "
+        pattern = (f"{c.dname} is non-zero in {nonzero_where_zero:,} entries where the right gradient is exactly "
+                   "0: did you forget to multiply by the incoming gradient (chain rule), or give gradient to "
                    "entries the loss does not use?")
+    if pattern is None and 0 < n_right < total:
+        for name, u, grad in c.consumers:
+            if grad.shape == c.d.shape and torch.equal(grad != 0, ~close):
+                pattern = (f"the wrong entries are exactly those where d{name} is non-zero: the branch through "
+                           f"`{name}` is missing or wrong")
+                break
     hints = []
-    if 0 < n_right < total and d.dim() >= 2 and _row_structured(close):
+    if 0 < n_right < total and c.d.dim() >= 2 and _row_structured(close):
         rows_right = int(close.reshape(close.shape[0], -1).all(1).sum())
         hints.append(f"right in {rows_right:,} of {close.shape[0]:,} rows; the other rows are wrong")
-        if d.dim() == 2 and _rows_too_small(d, ref, close):
-            hints.append(
-                "the wrong rows look like repeated indices that were not added up: `dC[Xb] += demb` "
-                "keeps only one write per repeated index; accumulate with dC.index_add_(0, "
-                "Xb.view(-1), demb.view(-1, 10)), a Python loop, or a one_hot matmul")
-            return hints
     elif 0 < n_right < total and (pattern or n_right >= total / 4):
         hints.append(f"right in {n_right:,} of {total:,} entries ({100 * n_right / total:.0f}%)")
     if pattern:
         hints.append(pattern)
-    elif hints:
-        hints.append("a branch may be missing: a tensor used in several places needs += from every use")
-    return hints
+    return "\n".join(hints) or None
+
+
+def _rule_wrong_values(c):
+    return (f"wrong values (rel err: {c.relerr:.1e}, far above float32 rounding, which stays near "
+            f"{FLOAT32_RESOLUTION:.0e}): check the local derivative and what you multiply it by; if this tensor "
+            "is used in more than one place, add up the gradient from every use")
 
 
 def _row_structured(close):
@@ -533,26 +902,28 @@ def _row_structured(close):
     return bool((all_right | all_wrong).all()) and bool(all_right.any()) and bool(all_wrong.any())
 
 
-def _rows_too_small(d, ref, close):
-    """True when most wrong rows of d are smaller in size than the right rows (missing accumulation)."""
-    wrong = ~close.all(1)
-    smaller = d[wrong].norm(dim=1) < ref[wrong].norm(dim=1)
-    return bool(smaller.float().mean() > 0.5)
-
-
-def _broadcast_error_hint(d, ref):
-    """If the error ref - d is the same along a dim, a broadcast contribution is missing or wrong."""
-    error = ref - d
-    scale = _max_abs(error)
-    for dim in range(error.dim()):
-        if error.shape[dim] < 2:
-            continue
-        spread = _max_abs(error - error.mean(dim, keepdim=True))
-        if spread <= 1e-3 * scale:
-            return (f"the error is the same along dim {dim}: a contribution that was broadcast along dim "
-                    f"{dim} is missing or wrong (e.g. the branch through a sum or mean over dim {dim}); "
-                    "add it with +=")
-    return None
+VALUE_RULES = [
+    ("nonfinite", _rule_nonfinite),
+    ("reference_nonfinite", _rule_reference_nonfinite),
+    ("all_zeros", _rule_all_zeros),
+    ("transposed", _rule_transposed),
+    ("constant_factor", _rule_constant_factor),
+    ("almost_right", _rule_almost_right),
+    ("added_instead_of_multiplied", _rule_added_instead_of_multiplied),
+    ("local_derivative_only", _rule_local_derivative_only),
+    ("tanh_from_its_input", _rule_tanh_from_its_input),
+    ("epsilon_left_out", _rule_epsilon_left_out),
+    ("power_rule_added", _rule_power_rule_added),
+    ("label_term_missing", _rule_label_term_missing),
+    ("variance_term", _rule_variance_term),
+    ("branch_off", _rule_branch_off),
+    ("same_local_derivative_for_a_sum", _rule_same_local_derivative_for_a_sum),
+    ("rows_overwritten", _rule_rows_overwritten),
+    ("broadcast_error", _rule_broadcast_error),
+    ("partly_right", _rule_partly_right),
+    ("wrong_values", _rule_wrong_values),
+]
+RULES = [rule_id for rule_id, _ in SHAPE_RULES + VALUE_RULES]
 
 
 # ---------------------------------------------------------------------------
@@ -573,16 +944,23 @@ class Summary:
         return len(self.results)
 
     def count_line(self):
-        """'17 of 26 correct', and which gradient to fix first when one is wrong."""
+        """'17 of 26 correct', and which wrong gradient to fix first when that is clear."""
         line = f"{self.correct} of {self.total} correct"
-        wrong = [r.name for r in self.results if r.status == WRONG]
-        return line + (f"; fix {wrong[0]} first" if wrong else "")
+        wrong = [r.name for r in self.results if r.status == Status.WRONG]
+        if not wrong:
+            return line
+        first = _root_of_all(wrong)
+        if first and len(wrong) > 1:
+            return line + f"; fix {first} first: the other wrong gradients are computed from its gradient"
+        if len(wrong) == 1:
+            return line + f"; fix {wrong[0]}"
+        return line + "; wrong: " + ", ".join(wrong)
 
     def __str__(self):
         rows = [("", "name", "status", "maxdiff", "hint")]
         for r in self.results:
             hint = "" if r else _short(r.hint)
-            rows.append((_mark(r)[0], r.name, r.status, f"maxdiff: {r.maxdiff:.1e}", hint))
+            rows.append((_mark(r)[0], r.name, str(r.status), f"maxdiff: {r.maxdiff:.1e}", hint))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = [" | ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + " | " + row[4]
                  for row in rows]
@@ -602,14 +980,23 @@ class Summary:
                 f"<td>{html.escape('' if r else r.hint or '')}</td></tr>")
         header = "<tr><th></th><th>name</th><th>status</th><th>maxdiff</th><th>hint</th></tr>"
         return (f'<table style="text-align:left"><caption style="text-align:left"><b>'
-                f"{self.count_line()}</b></caption>{header}{''.join(rows)}</table>")
+                f"{html.escape(self.count_line())}</b></caption>{header}{''.join(rows)}</table>")
+
+
+def _root_of_all(wrong):
+    """The wrong check whose tensor every other wrong check's tensor was computed from, or None."""
+    for name in wrong:
+        t = _tensors.get(name)
+        if all(other == name or _steps_back(t, _tensors.get(other)) for other in wrong):
+            return name
+    return None
 
 
 def _mark(result):
     """(text mark, HTML mark, HTML row colour) for a result: right, not done yet, or wrong."""
     if result:
         return "✓", "✅", "#e6f4ea"
-    if result.status == NOT_DONE:
+    if result.status == Status.NOT_DONE:
         return "·", "⬜", "#f1f3f4"
     return "✗", "❌", "#fce8e6"
 
@@ -624,7 +1011,7 @@ def _short(hint, width=70):
 def summary(results=None):
     """A Summary of the given CheckResults, or of every check made so far (one per name)."""
     if results is None:
-        results = _registry.values()
+        results = _results.values()
     return Summary(list(results))
 
 
@@ -676,51 +1063,55 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None):
     name = str(name)
     result = _check_numerically(name, f, x, dout, dx, h)
     print(_report(result))
-    _record(result)
+    _record(result, None)
     _raise_if_strict(result, strict)
     return result
 
 
-def _numerical_result(name, maxdiff, relerr, hint, status):
-    return CheckResult(name, False, status in PASSING, maxdiff, relerr, hint, status, kind="numerical")
+def _numerical_result(name, maxdiff, relerr, hint, status, rule=None):
+    return CheckResult(name, False, status in PASSING, maxdiff, relerr, hint, status, kind="numerical",
+                       diagnosis=rule)
 
 
 def _check_numerically(name, f, x, dout, dx, h):
     if dx is None or dx is Ellipsis:
         what = "still None" if dx is None else "still `...`"
         return _numerical_result(name, math.nan, math.nan,
-                                 f"not done yet: dx is {what}; write your formula for it", NOT_DONE)
+                                 f"not done yet: dx is {what}; write your formula for it", Status.NOT_DONE,
+                                 "not_done")
     d, problem = _as_tensor(dx)
     if problem:
-        return _numerical_result(name, math.nan, math.nan, problem, WRONG)
+        return _numerical_result(name, math.nan, math.nan, problem, Status.WRONG, "not_a_tensor")
     d = d.detach()
     numerical = numerical_vjp(f, x, dout, h)
+    dname, tname = _names(name, kind="numerical")
     if d.shape != numerical.shape:
-        hint = _shape_hint(d, numerical).replace("t has shape", "x has shape").replace(
-            "t was broadcast", "x was broadcast")
-        return _numerical_result(name, math.nan, math.nan, hint, WRONG)
+        rule, hint = _diagnose(SHAPE_RULES, ShapeCase(d, numerical, dname, tname))
+        return _numerical_result(name, math.nan, math.nan, hint, Status.WRONG, rule)
     d64 = d.to(torch.float64)
     err = rel_error(d64, numerical)
     maxdiff = _max_abs(d64 - numerical)
     if not math.isfinite(err) or err >= 1e-2:
-        status = WRONG
+        status = Status.WRONG
     elif err >= 1e-4:
-        status = SUSPICIOUS
+        status = Status.SUSPICIOUS
     elif err >= 1e-7:
-        status = PROBABLY_CORRECT
+        status = Status.PROBABLY_CORRECT
     else:
-        status = CORRECT
-    hints = []
-    if status == PROBABLY_CORRECT:
+        status = Status.CORRECT
+    hints, rule = [], None
+    if status == Status.PROBABLY_CORRECT:
         hints.append("fine if the function has kinks (relu, max, abs); for a smooth function like tanh "
                      "expect below 1e-7")
         if d.dtype != torch.float64:
             hints.append(f"dx is {_dtype_name(d)}, whose rounding alone gives errors of this size; "
                          "compute it in float64 for a sharper check")
-    elif status in (SUSPICIOUS, WRONG):
-        if status == SUSPICIOUS:
+    elif status in (Status.SUSPICIOUS, Status.WRONG):
+        if status == Status.SUSPICIOUS:
             hints.append("probably a mistake: a correct gradient agrees to better than 1e-4")
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
-        hints += _value_hints(d64, numerical, relerr_max)
-    hint = re.sub(r"\bdt\b", "dx", "\n".join(hints)) or None  # the messages are written for cmp's dt
-    return _numerical_result(name, maxdiff, err, hint, status)
+        x64 = torch.as_tensor(x).detach().to(torch.float64)
+        case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, frozenset(s for s in x64.shape if s > 1))
+        rule, hint = _diagnose(VALUE_RULES, case)
+        hints.append(hint)
+    return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)

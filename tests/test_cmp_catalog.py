@@ -1,5 +1,8 @@
 """A catalog of realistic student mistakes on the lecture's network: cmp must reject each one and
 say what is wrong; and valid alternative formulations that cmp must accept."""
+import contextlib
+import io
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -66,84 +69,109 @@ def _dcounts(branch):
     return mistake
 
 
-# (id, tensor, mistake(net, grads) -> dt, expected status, words the hint must contain)
+def _dC_loop_overwriting(v, g):
+    dC = torch.zeros_like(v.C)
+    for k in range(v.Xb.shape[0]):
+        for j in range(v.Xb.shape[1]):
+            dC[v.Xb[k, j]] = g["demb"][k, j]  # `=` where `+=` is needed: the last use of a row wins
+    return dC
+
+
+# (label, tensor, mistake(net, grads) -> dt, the rule that must diagnose it, facts its message must state).
+# Each is checked as a student meets it: every gradient before it (in backward order) already checked, right.
 MISTAKES = [
-    ("dlogprobs without 1/n", "logprobs", _dlogprobs_without(-1.0), "wrong", ["32 times", "1/32", "mean"]),
-    ("dlogprobs without minus", "logprobs", _dlogprobs_without(1.0 / 32), "wrong", ["-1 times", "sign"]),
-    ("dlogprobs -1/n everywhere", "logprobs", lambda v, g: torch.full_like(v.logprobs, -1.0 / v.n), "wrong",
-     ["right in 32 of 864 entries", "non-zero in 832", "exactly 0"]),
-    ("dprobs = 1/probs without chain rule", "probs", lambda v, g: (1.0 / v.probs).detach(), "wrong",
-     ["non-zero", "chain rule"]),
-    ("dcounts_sum_inv missing the sum", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).detach(), "wrong",
-     ["(32, 27)", "(32, 1)", "sum over dim 1 with keepdim=True", ".sum(1, keepdim=True)"]),
+    ("dlogprobs without 1/n", "logprobs", _dlogprobs_without(-1.0), "constant_factor", ["32 times", "1/32"]),
+    ("dlogprobs without minus", "logprobs", _dlogprobs_without(1.0 / 32), "constant_factor", ["-1 times"]),
+    ("dlogprobs -1/n everywhere", "logprobs", lambda v, g: torch.full_like(v.logprobs, -1.0 / v.n), "partly_right",
+     ["right in 32 of 864 entries", "non-zero in 832"]),
+    ("dprobs = 1/probs without chain rule", "probs", lambda v, g: (1.0 / v.probs).detach(), "local_derivative_only",
+     ["dlogprobs", "chain rule"]),
+    ("dprobs times 1.01", "probs", lambda v, g: g["dprobs"] * 1.01, "constant_factor", ["101/100 times"]),
+    ("dcounts_sum_inv missing the sum", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).detach(),
+     "sum_broadcast_dims", ["(32, 27)", "(32, 1)", ".sum(1, keepdim=True)"]),
     ("dcounts_sum_inv missing keepdim", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).sum(1).detach(),
-     "wrong", ["right values", "(32,)", ".sum(1, keepdim=True)"]),
+     "keepdim", ["right values", "(32,)", ".sum(1, keepdim=True)"]),
     ("dcounts_sum power rule sign", "counts_sum", lambda v, g: (v.counts_sum**-2 * g["dcounts_sum_inv"]).detach(),
-     "wrong", ["-1 times", "sign"]),
-    ("dcounts missing the sum branch", "counts", _dcounts("first only"), "wrong",
-     ["same along dim 1", "+="]),
-    ("dcounts missing the direct branch", "counts", _dcounts("second only"), "wrong",
-     ["right in 832 of 864 entries", "+="]),
-    ("dlogits softmax without -1", "logits", _dlogits_softmax_without_minus_one, "wrong",
-     ["right in 832 of 864 entries", "+="]),
-    ("dlogits fused without 1/n", "logits", _dlogits_fused_without_mean, "wrong", ["32 times", "1/32"]),
-    ("dh transposed answer", "h", lambda v, g: (v.W2 @ g["dlogits"].T).detach(), "wrong",
-     ["transpose", "(64, 32)"]),
-    ("dW2 with operands swapped", "W2", lambda v, g: (g["dlogits"].T @ v.h).detach(), "wrong",
-     ["transpose", "(27, 64)"]),
-    ("db2 summed over dim 1", "b2", lambda v, g: g["dlogits"].sum(1), "wrong", ["(32,)", "(27,)", "dim"]),
-    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "wrong", [".sum(0)", "broadcast"]),
-    ("db2 summed with keepdim", "b2", lambda v, g: g["dlogits"].sum(0, keepdim=True), "wrong",
-     ["right values", "drop the size-1 dim"]),
-    ("dhpreact wrong sign", "hpreact", lambda v, g: ((v.h**2 - 1.0) * g["dh"]).detach(), "wrong",
-     ["-1 times", "sign"]),
+     "constant_factor", ["-1 times"]),
+    ("dcounts missing the sum branch", "counts", _dcounts("first only"), "branch_off", ["`counts_sum`", "missing"]),
+    ("dcounts missing the direct branch", "counts", _dcounts("second only"), "partly_right",
+     ["right in 832 of 864 entries", "`probs`"]),
+    ("dlogits softmax without -1", "logits", _dlogits_softmax_without_minus_one, "label_term_missing",
+     ["one entry per row", "1/32 too high", "label"]),
+    ("dlogits fused without 1/n", "logits", _dlogits_fused_without_mean, "constant_factor", ["32 times", "1/32"]),
+    ("dh transposed answer", "h", lambda v, g: (v.W2 @ g["dlogits"].T).detach(), "transposed_shape", ["(64, 32)"]),
+    ("dW2 with operands swapped", "W2", lambda v, g: (g["dlogits"].T @ v.h).detach(), "transposed_shape",
+     ["(27, 64)"]),
+    ("db2 summed over dim 1", "b2", lambda v, g: g["dlogits"].sum(1), "shape", ["(32,)", "(27,)"]),
+    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "sum_broadcast_dims", [".sum(0)"]),
+    ("db2 summed with keepdim", "b2", lambda v, g: g["dlogits"].sum(0, keepdim=True), "keepdim", ["right values"]),
+    ("dhpreact wrong sign", "hpreact", lambda v, g: ((v.h**2 - 1.0) * g["dh"]).detach(), "constant_factor",
+     ["-1 times"]),
     ("dhpreact uses hpreact instead of h", "hpreact", lambda v, g: ((1.0 - v.hpreact**2) * g["dh"]).detach(),
-     "wrong", ["wrong values", "rel err: "]),
-    ("dbngain without sum", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).detach(), "wrong",
-     ["sum over dim 0 with keepdim=True", ".sum(0, keepdim=True)"]),
-    ("dbngain without keepdim", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).sum(0).detach(), "wrong",
-     ["right values", "(64,)", "(1, 64)", "keepdim=True"]),
-    ("dbnbias without sum", "bnbias", lambda v, g: g["dhpreact"], "wrong", [".sum(0, keepdim=True)"]),
-    ("dbnvar_inv missing the sum", "bnvar_inv", lambda v, g: (v.bndiff * g["dbnraw"]).detach(), "wrong",
+     "tanh_from_its_input", ["1 - hpreact**2", "OUTPUT"]),
+    ("dhpreact adds dh instead of multiplying", "hpreact", lambda v, g: ((1.0 - v.h**2) + g["dh"]).detach(),
+     "added_instead_of_multiplied", ["PLUS", "dh", "multiplies"]),
+    ("dbngain without sum", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).detach(), "sum_broadcast_dims",
      [".sum(0, keepdim=True)"]),
-    ("dbnvar missing the -0.5", "bnvar", lambda v, g: ((v.bnvar + 1e-5)**-1.5 * g["dbnvar_inv"]).detach(), "wrong",
-     ["-2 times", "power rule"]),
+    ("dbngain without keepdim", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).sum(0).detach(), "keepdim",
+     ["(64,)", "(1, 64)"]),
+    ("dbnbias without sum", "bnbias", lambda v, g: g["dhpreact"], "sum_broadcast_dims", [".sum(0, keepdim=True)"]),
+    ("dbnvar_inv missing the sum", "bnvar_inv", lambda v, g: (v.bndiff * g["dbnraw"]).detach(), "sum_broadcast_dims",
+     [".sum(0, keepdim=True)"]),
+    ("dbnvar missing the -0.5", "bnvar", lambda v, g: ((v.bnvar + 1e-5)**-1.5 * g["dbnvar_inv"]).detach(),
+     "constant_factor", ["-2 times", "power rule"]),
+    ("dbnvar without the 1e-5", "bnvar", lambda v, g: (-0.5 * v.bnvar**-1.5 * g["dbnvar_inv"]).detach(),
+     "epsilon_left_out", ["1e-05"]),
+    ("dbnvar with -0.5 + instead of -0.5 *", "bnvar",
+     lambda v, g: ((-0.5 + (v.bnvar + 1e-5)**-1.5) * g["dbnvar_inv"]).detach(), "power_rule_added",
+     ["-0.5 + x**-1.5", "multiplies"]),
     ("dbndiff2 with 1/n instead of 1/(n-1)", "bndiff2",
-     lambda v, g: (1.0 / v.n * torch.ones_like(v.bndiff2) * g["dbnvar"]).detach(), "wrong",
+     lambda v, g: (1.0 / v.n * torch.ones_like(v.bndiff2) * g["dbnvar"]).detach(), "constant_factor",
      ["31/32 times", "Bessel", "n-1 = 31"]),
-    ("dbndiff missing the bndiff2 branch", "bndiff", lambda v, g: (v.bnvar_inv * g["dbnraw"]).detach(), "wrong",
-     ["wrong values", "+="]),
-    ("dbnmeani (64,) as in the lecture", "bnmeani", lambda v, g: (-g["dbndiff"]).sum(0), "wrong",
-     ["right values", "(64,)", "(1, 64)", "keepdim=True"]),
-    ("dhprebn mean branch without 1/n", "hprebn", _dhprebn_mean_branch_without_1_over_n, "wrong",
-     ["same along dim 0", "+="]),
-    ("dhprebn fused without 1/n", "hprebn", lambda v, g: _dhprebn_fused(v, g, with_1_over_n=False), "wrong",
-     ["32 times", "1/32"]),
-    ("dW1 with operands swapped", "W1", lambda v, g: (g["dhprebn"].T @ v.embcat).detach(), "wrong",
-     ["transpose", "(64, 30)"]),
-    ("dembcat transposed answer", "embcat", lambda v, g: (v.W1 @ g["dhprebn"].T).detach(), "wrong",
-     ["transpose"]),
-    ("db1 summed over dim 1", "b1", lambda v, g: g["dhprebn"].sum(1), "wrong", ["(32,)", "(64,)", "dim"]),
-    ("demb without view", "emb", lambda v, g: g["dembcat"], "wrong", ["(32, 30)", "(32, 3, 10)", ".view"]),
-    ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "wrong",
-     ["numbers are right", ".view(32, 3, 10)"]),
-    ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "wrong", ["rows", "dC[Xb] += demb", "index_add_"]),
-    ("dW1 all zeros", "W1", lambda v, g: torch.zeros_like(v.W1), "wrong", ["all zeros"]),
-    ("dh with a NaN", "h", lambda v, g: _with(g["dh"], 3, 7, float("nan")), "wrong", ["1 NaN"]),
-    ("dlogits with an inf", "logits", lambda v, g: _with(g["dlogits"], 0, 0, float("inf")), "wrong", ["1 inf"]),
-    ("dW2 in float64, right values", "W2", lambda v, g: g["dW2"].double(), "wrong",
-     ["wrong dtype", "float64", "float32", "right values"]),
-    ("dh in float64, wrong values", "h", lambda v, g: 2 * g["dh"].double(), "wrong",
-     ["wrong dtype", "float64", "2 times"]),
+    ("dbndiff2 with bndiff as local derivative", "bndiff2", lambda v, g: (v.bndiff * g["dbnvar"]).detach(),
+     "same_local_derivative_for_a_sum", ["`bnvar`", "same local derivative"]),
+    ("dbndiff missing the bndiff2 branch", "bndiff", lambda v, g: (v.bnvar_inv * g["dbnraw"]).detach(),
+     "variance_term", ["through the batch variance"]),
+    ("dbnmeani (64,) as in the lecture", "bnmeani", lambda v, g: (-g["dbndiff"]).sum(0), "keepdim",
+     ["right values", "(64,)", "(1, 64)"]),
+    ("dhprebn mean branch without 1/n", "hprebn", _dhprebn_mean_branch_without_1_over_n, "branch_off",
+     ["`bnmeani`", "31/32 too much", "1/32 of a mean"]),
+    ("dhprebn fused without 1/n", "hprebn", lambda v, g: _dhprebn_fused(v, g, with_1_over_n=False),
+     "constant_factor", ["32 times", "1/32"]),
+    ("dhprebn fused without Bessel", "hprebn", lambda v, g: _dhprebn_fused(v, g, bessel=False), "variance_term",
+     ["through the batch variance", "n-1 = 31"]),
+    ("dW1 with operands swapped", "W1", lambda v, g: (g["dhprebn"].T @ v.embcat).detach(), "transposed_shape",
+     ["(64, 30)"]),
+    ("dembcat transposed answer", "embcat", lambda v, g: (v.W1 @ g["dhprebn"].T).detach(), "transposed_shape", []),
+    ("db1 summed over dim 1", "b1", lambda v, g: g["dhprebn"].sum(1), "shape", ["(32,)", "(64,)"]),
+    ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", ".view(32, 3, 10)"]),
+    ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "reshaped",
+     [".view(32, 3, 10)"]),
+    ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten", ["rows", "too small", "index_add_"]),
+    ("dC with a loop that assigns", "C", _dC_loop_overwriting, "rows_overwritten", ["too small", "`+=`"]),
+    ("dW1 all zeros", "W1", lambda v, g: torch.zeros_like(v.W1), "all_zeros", []),
+    ("dh with a NaN", "h", lambda v, g: _with(g["dh"], 3, 7, float("nan")), "nonfinite", ["1 NaN"]),
+    ("dlogits with an inf", "logits", lambda v, g: _with(g["dlogits"], 0, 0, float("inf")), "nonfinite", ["1 inf"]),
+    ("dW2 in float64, right values", "W2", lambda v, g: g["dW2"].double(), "dtype",
+     ["float64", "float32", "right values"]),
+    ("dh in float64, wrong values", "h", lambda v, g: 2 * g["dh"].double(), "dtype+constant_factor",
+     ["float64", "2 times"]),
     ("dlogprobs as an int tensor", "logprobs", lambda v, g: torch.zeros_like(v.logprobs, dtype=torch.long),
-     "wrong", ["wrong dtype", "int64", "integers"]),
-    ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong", ["wrong values"]),
-    ("dbnvar_inv wrong sign", "bnvar_inv", lambda v, g: -g["dbnvar_inv"], "wrong", ["-1 times"]),
-    ("dhprebn fused without Bessel", "hprebn", lambda v, g: _dhprebn_fused(v, g, bessel=False), "wrong",
-     ["rel err: "]),
-    ("dlogprobs not done", "logprobs", lambda v, g: ..., "not done", ["not done yet", "`...`"]),
-    ("dprobs still None", "probs", lambda v, g: None, "not done", ["not done yet", "None"]),
+     "dtype+all_zeros", ["int64", "integers"]),
+    ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong_values", ["rel err: "]),
+    ("dbnvar_inv wrong sign", "bnvar_inv", lambda v, g: -g["dbnvar_inv"], "constant_factor", ["-1 times"]),
 ]
+NOT_DONE = [
+    ("dlogprobs not done", "logprobs", lambda v, g: ..., ["`...`"]),
+    ("dprobs still None", "probs", lambda v, g: None, ["None"]),
+]
+
+
+def _check_everything_before(net, grads, tensor):
+    """Check (right answers, silently) every gradient that comes before `tensor` in backward order."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in GRAD_NAMES[:GRAD_NAMES.index("d" + tensor)]:
+            assert cmp(name[1:], grads[name], getattr(net, name[1:]))
 
 
 def _with(tensor, i, j, value):
@@ -152,22 +180,49 @@ def _with(tensor, i, j, value):
     return tensor
 
 
-@pytest.mark.parametrize("label, tensor, mistake, status, words", MISTAKES, ids=[m[0] for m in MISTAKES])
-def test_mistake_is_diagnosed(net, grads, label, tensor, mistake, status, words, capsys):
+@pytest.mark.parametrize("label, tensor, mistake, rule, facts", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_mistake_is_diagnosed(net, grads, label, tensor, mistake, rule, facts, capsys):
+    _check_everything_before(net, grads, tensor)
     result = cmp(tensor, mistake(net, grads), getattr(net, tensor), strict=False)
     printed = capsys.readouterr().out
-    assert not result
-    assert result.status == status
-    assert result.hint is not None
-    for word in words:
-        assert word in result.hint, f"{word!r} not in hint: {result.hint}"
+    assert not result and result.status == "wrong"
+    assert result.diagnosis == rule, result.hint
+    for fact in facts:
+        assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
     assert printed.splitlines()[1].startswith("  -> ")
+    assert "fix it first" not in result.hint  # nothing checked before it is wrong
 
 
-def test_catalog_is_large_and_varied():
-    wrong = [m for m in MISTAKES if m[3] == "wrong"]
-    assert len(wrong) >= 25
-    assert len({m[1] for m in wrong}) >= 15
+@pytest.mark.parametrize("label, tensor, mistake, facts", NOT_DONE, ids=[m[0] for m in NOT_DONE])
+def test_not_done_is_diagnosed(net, grads, label, tensor, mistake, facts, capsys):
+    result = cmp(tensor, mistake(net, grads), getattr(net, tensor), strict=False)
+    assert result.status == "not done" and result.diagnosis == "not_done"
+    assert all(fact in result.hint for fact in facts)
+
+
+# ---------------------------------------------------------------------------
+# "Fix it first" only where the earlier gradient really flows into this one.
+
+
+def test_a_wrong_dlogits_is_blamed_for_the_dh_computed_from_it(net, grads, capsys):
+    _check_everything_before(net, grads, "logits")
+    cmp("logits", grads["dlogits"] * 2, net.logits)
+    hint = cmp("h", grads["dh"] * 2, net.h).hint
+    assert "`logits`, checked before this one, is wrong too" in hint and "fix it first" in hint
+
+
+def test_a_wrong_dW2_is_not_blamed_for_a_wrong_db2(net, grads, capsys):
+    _check_everything_before(net, grads, "W2")
+    cmp("W2", grads["dW2"] * 2, net.W2)
+    result = cmp("b2", grads["db2"] * 2, net.b2)
+    assert not result and "fix it first" not in result.hint and "W2" not in result.hint
+
+
+def test_parameters_checked_in_any_order_never_blame_each_other(net, grads, capsys):
+    """Exercise 4 checks the seven parameters one after the other; all wrong (say dlogits was wrong)."""
+    for name in ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]:
+        result = cmp(name, grads["d" + name] * 2, getattr(net, name))
+        assert (not result or name == "b1") and "fix it first" not in (result.hint or "")  # b1's gradient is 0
 
 
 # ---------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""The exercise notebooks: generated from the solutions, leak-free, and runnable unfilled and in Colab."""
+"""The exercise notebooks: generated from the solutions, leak-free, and runnable unfilled.
+
+Colab: tests/test_colab_setup.py. Run All twice: tests/test_run_all_twice.py. Hints: tests/test_hints.py.
+"""
 import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import nbformat
@@ -113,56 +114,6 @@ def test_filling_one_gradient_counts_as_one_correct():
     out = printed(run(nb, "notebooks"))
     assert out.count("exact: True") == 1
     assert "1 of 26 correct" in out
-
-
-COLAB_DRIVER = """
-import shutil, sys, types, urllib.request
-sys.modules["google.colab"] = types.ModuleType("google.colab")  # what Colab has, and Jupyter has not
-ROOT, RAW_URL, NAMES_URL = sys.argv[1], sys.argv[2], sys.argv[3]
-fetched = []
-def urlretrieve(url, filename):
-    fetched.append(url)
-    if url == NAMES_URL:
-        shutil.copy(ROOT + "/data/names.txt", filename)
-    elif url.startswith(RAW_URL):
-        shutil.copy(ROOT + "/" + url[len(RAW_URL):], filename)
-    else:
-        raise OSError("unexpected download: " + url)
-urllib.request.urlretrieve = urlretrieve
-exec(open("setup_cell.py").read())
-from cmp import cmp
-import data
-print(len(data.load_words()), "words")
-print("\\n".join(fetched))
-"""
-
-
-def test_the_setup_cell_works_in_colab_with_the_network_faked(tmp_path):
-    (tmp_path / "setup_cell.py").write_text(course.setup_source())
-    (tmp_path / "driver.py").write_text(COLAB_DRIVER)
-    from data import NAMES_URL
-    result = subprocess.run([sys.executable, "driver.py", str(ROOT), course.RAW_URL, NAMES_URL],
-                            cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "32033 words" in result.stdout
-    assert result.stdout.split("words\n")[1].split() == [course.RAW_URL + f for f in course.HELPER_FILES] + [NAMES_URL]
-    for f in course.HELPER_FILES:
-        assert (tmp_path / f).read_bytes() == (ROOT / f).read_bytes()
-
-
-def test_the_setup_cell_does_nothing_surprising_locally(tmp_path):
-    driver = textwrap.dedent(f"""
-        import os, sys
-        before = set(os.listdir("."))
-        exec({course.setup_source()!r})
-        assert set(os.listdir(".")) == before, "nothing downloaded or written"
-        assert sys.path[0] == os.path.abspath("..")
-        print("ok")
-    """)
-    work = tmp_path / "notebooks"
-    work.mkdir()
-    result = subprocess.run([sys.executable, "-c", driver], cwd=work, capture_output=True, text=True)
-    assert result.stdout.strip() == "ok", result.stderr
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,17 +1,25 @@
 """Make the exercise notebooks (notebooks/) from the solution notebooks (solutions/).
 
-    python tools/make_exercises.py          # write notebooks/, refresh badges and setup cells
+    python tools/make_exercises.py          # write notebooks/, refresh the stamped cells
     python tools/make_exercises.py --check  # exit 1 if anything is out of date; writes nothing
 
 In a solution notebook:
-- code between `### BEGIN SOLUTION` and `### END SOLUTION` becomes one placeholder line
-  per name it assigns, e.g. `dlogprobs = None  # TODO: ...`;
+- code between `### BEGIN SOLUTION` and `### END SOLUTION` becomes one placeholder line per name
+  the region assigns at its top level (`dW2, db2 = ...` gives two), e.g.
+  `dlogprobs = None  # TODO: the gradient of the loss with respect to logprobs`
+  (that text only for `d` + the name of a tensor the notebook assigns; other names get
+  `# TODO: your code here`). Loop variables and names assigned only inside a block are not blanks.
+  A marker must be a line of its own, spelled exactly; a misspelt, nested or unmatched one is an
+  error (as in nbgrader), so no solution slips through unmarked;
 - a cell tagged `solution` (a derivation, an explanation that gives the answer away) is dropped;
-- the cell tagged `badge` and the cell tagged `setup` are rewritten from tools/course.py.
-Exercise notebooks are written without outputs.
+- the cells tagged `badge`, `setup` and `parameters` are rewritten from tools/course.py, in the
+  solutions too.
+Exercise notebooks are written without outputs, and their cells keep only their tags of all
+metadata (no execution timestamps, collapsed/scrolled state or widget state).
 """
 import ast
 import copy
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -25,57 +33,127 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "notebooks"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+# Anything that looks like an attempt at a marker: `## begin solution`, `### BEGIN SOLUTON`, `#END_SOL`...
+MARKER_LIKE = re.compile(r"#+\s*(BEGIN|END)\W*SOL", re.IGNORECASE)
+NOTEBOOK_METADATA = ("kernelspec", "language_info")  # what an exercise keeps of the notebook's metadata
 
 
-def assigned_names(code):
-    """Names that `code` assigns at its top level, in order of first assignment."""
-    names = []
-    for node in ast.parse(textwrap.dedent(code)).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        for target in targets:
-            if isinstance(target, ast.Name) and target.id not in names:
-                names.append(target.id)
-    return names
+class MarkerError(ValueError):
+    """A solution marker that is misspelt, nested, unmatched or marks nothing."""
 
 
-def placeholder(name):
-    if name.startswith("d") and len(name) > 1:
-        return f"{name} = None  # TODO: the gradient of the loss with respect to {name[1:]}"
-    return f"{name} = None  # TODO: your code here"
+def marker(line):
+    """BEGIN or END if `line` is a solution marker, None if it is ordinary code; raises on a near miss."""
+    stripped = line.strip()
+    if stripped in (BEGIN, END):
+        return stripped
+    if MARKER_LIKE.search(line):
+        raise MarkerError(f"misspelt solution marker {stripped!r}: write exactly {BEGIN!r} or {END!r} on a line of its own")
+    return None
 
 
-def strip_solutions(source):
-    """Replace every marked solution region of a cell's source by placeholder lines."""
-    out, region, indent = [], None, ""
+def regions(source):
+    """Split a cell's source into ('code', lines) and ('solution', indent, lines) parts; checks the markers."""
+    parts, region, indent = [("code", [])], None, ""
     for line in source.splitlines():
-        if line.strip() == BEGIN:
+        kind = marker(line)
+        if kind == BEGIN:
+            if region is not None:
+                raise MarkerError(f"{BEGIN} inside a solution region (nested regions are not allowed)")
             region, indent = [], line[: len(line) - len(line.lstrip())]
-        elif line.strip() == END:
+        elif kind == END:
             if region is None:
-                raise ValueError(f"{END} without {BEGIN}")
-            names = assigned_names("\n".join(region))
-            if not names:
-                raise ValueError("a solution region must assign at least one name")
-            out += [indent + placeholder(name) for name in names]
+                raise MarkerError(f"{END} without {BEGIN}")
+            parts += [("solution", indent, region), ("code", [])]
             region = None
         elif region is not None:
             region.append(line)
         else:
-            out.append(line)
+            parts[-1][1].append(line)
     if region is not None:
-        raise ValueError(f"{BEGIN} without {END}")
+        raise MarkerError(f"{BEGIN} without {END}")
+    return parts
+
+
+def _parse(code):
+    """The AST of `code`, with IPython magics and shell lines (%, !) blanked out."""
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines()]
+    return ast.parse(textwrap.dedent("\n".join(lines)))
+
+
+def _names(target):
+    """Names bound by an assignment target: `a`, `a, b`, `[a, *b]`; not `a[i]` or `a.x`."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [name for element in target.elts for name in _names(element)]
+    if isinstance(target, ast.Starred):
+        return _names(target.value)
+    return []
+
+
+def assigned_names(code):
+    """Names that `code` assigns at its top level (=, +=, ...), in order of first assignment.
+
+    Loop variables and names bound only inside a block (for, if, with, def) do not count.
+    """
+    names = []
+    for node in _parse(code).body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            names += [name for name in _names(target) if name not in names]
+    return names
+
+
+def notebook_names(nb):
+    """Every name the notebook's code binds anywhere (assignments, loops, function arguments)."""
+    names = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = _parse("\n".join(line for line in cell.source.splitlines() if line.strip() not in (BEGIN, END)))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+    return names
+
+
+def placeholder(name, tensors=None):
+    """The line that replaces a solution for `name`. `tensors`: the names the notebook assigns (None: all)."""
+    tensor = name[1:]
+    if name.startswith("d") and tensor and (tensors is None or tensor in tensors):
+        return f"{name} = None  # TODO: the gradient of the loss with respect to {tensor}"
+    return f"{name} = None  # TODO: your code here"
+
+
+def strip_solutions(source, tensors=None):
+    """Replace every marked solution region of a cell's source by placeholder lines."""
+    out = []
+    for part in regions(source):
+        if part[0] == "code":
+            out += part[1]
+            continue
+        _, indent, lines = part
+        names = assigned_names("\n".join(lines))
+        if not names:
+            raise MarkerError("a solution region must assign at least one name at its top level")
+        out += [indent + placeholder(name, tensors) for name in names]
     return "\n".join(out)
 
 
 def solution_regions(source):
     """The lines inside solution regions of a cell's source."""
-    lines, inside = [], False
-    for line in source.splitlines():
-        if line.strip() in (BEGIN, END):
-            inside = line.strip() == BEGIN
-        elif inside:
-            lines.append(line)
-    return lines
+    return [line for part in regions(source) if part[0] == "solution" for line in part[2]]
 
 
 def tags(cell):
@@ -83,23 +161,37 @@ def tags(cell):
 
 
 def stamp(nb, notebook_path):
-    """Rewrite the badge and setup cells from tools/course.py (in place)."""
+    """Rewrite the badge, setup and parameter cells from tools/course.py (in place)."""
     for cell in nb.cells:
         if "badge" in tags(cell):
             cell.source = course.badge_markdown(notebook_path)
         if "setup" in tags(cell):
             cell.source = course.setup_source()
+        if "parameters" in tags(cell):
+            cell.source = course.parameters_source(course.n_hidden(Path(notebook_path).name))
 
 
 def make_exercise(solution_nb, name):
     """The exercise notebook for a solution notebook called `name`."""
     nb = copy.deepcopy(solution_nb)
-    nb.cells = [cell for cell in nb.cells if "solution" not in tags(cell)]
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.source = strip_solutions(cell.source)
-            cell.outputs = []
-            cell.execution_count = None
+    tensors = notebook_names(solution_nb)
+    nb.metadata = nbformat.from_dict({k: v for k, v in nb.metadata.items() if k in NOTEBOOK_METADATA})
+    kept = []
+    for index, cell in enumerate(nb.cells):
+        if "solution" in tags(cell):
+            continue
+        cell.metadata = nbformat.from_dict({"tags": tags(cell)} if tags(cell) else {})
+        try:
+            if cell.cell_type == "code":
+                cell.source = strip_solutions(cell.source, tensors)
+                cell.outputs = []
+                cell.execution_count = None
+            elif any(marker(line) for line in cell.source.splitlines()):
+                raise MarkerError("solution markers only work in code cells")
+        except MarkerError as error:
+            raise MarkerError(f"solutions/{name}, cell {index} (id {cell.get('id')}): {error}") from None
+        kept.append(cell)
+    nb.cells = kept
     stamp(nb, f"notebooks/{name}")
     return nb
 
@@ -115,24 +207,29 @@ def expected_files():
     return files
 
 
-def out_of_date():
+def out_of_date(files=None):
     """Paths whose content differs from what the generator makes (or that should not exist)."""
-    files = expected_files()
+    files = expected_files() if files is None else files
     stale = [p for p, text in files.items() if not p.exists() or p.read_text() != text]
     stale += [p for p in EXERCISES.glob("*.ipynb") if p not in files]
     return stale
 
 
 def main(argv):
+    try:
+        files = expected_files()
+    except MarkerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if "--check" in argv:
-        stale = out_of_date()
+        stale = out_of_date(files)
         for path in stale:
             print(f"out of date: {path.relative_to(ROOT)}")
         if stale:
             print("Run: python tools/make_exercises.py")
         return 1 if stale else 0
     EXERCISES.mkdir(exist_ok=True)
-    for path, text in expected_files().items():
+    for path, text in files.items():
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")

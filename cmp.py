@@ -378,6 +378,11 @@ def _fits(candidate, d, within=FIT):
     return _max_abs(candidate - d) <= within * max(_max_abs(d), _TINY)
 
 
+def _explains(candidate, d, ref):
+    """True when a candidate wrong answer reproduces d, and explains at least 99% of how d differs from ref."""
+    return _fits(candidate, d) and _max_abs(candidate - d) <= 0.01 * _max_abs(ref - d)
+
+
 # ---------------------------------------------------------------------------
 # Rules for a gradient of the wrong shape. Each takes a ShapeCase and returns a message or None.
 
@@ -678,7 +683,7 @@ def _rule_added_instead_of_multiplied(c):
     if used.sum() < max(2, used.numel() // 2):
         return None
     local = c.ref[used] / incoming[used]
-    if not _fits(local + incoming[used], c.d[used]):
+    if not _explains(local + incoming[used], c.d[used], c.ref[used]):
         return None
     return (f"{c.dname} looks like the local derivative PLUS the incoming gradient d{name}: the chain rule "
             "multiplies them (gradient = local derivative × gradient arriving from above)")
@@ -691,7 +696,7 @@ def _rule_local_derivative_only(c):
         return None
     name, incoming = found
     used = incoming.abs() > FIT * _max_abs(incoming)
-    if used.sum() < 1 or not _fits(c.ref[used] / incoming[used], c.d[used]):
+    if used.sum() < 1 or not _explains(c.ref[used] / incoming[used], c.d[used], c.ref[used]):
         return None
     return (f"{c.dname} looks like the local derivative alone: multiply it by the gradient arriving from "
             f"above, d{name} (chain rule)")
@@ -704,7 +709,7 @@ def _rule_tanh_from_its_input(c):
     right_local = 1 - torch.tanh(c.x) ** 2
     if (right_local == 0).any():
         return None
-    if not _fits(c.ref * (1 - c.x ** 2) / right_local, c.d):
+    if not _explains(c.ref * (1 - c.x ** 2) / right_local, c.d, c.ref):
         return None
     return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
             "1 - a**2 uses tanh's OUTPUT a = tanh(z), the tensor that came out of the tanh")
@@ -716,7 +721,7 @@ def _rule_epsilon_left_out(c):
         return None
     ratio = (c.x + BN_EPS) / c.x
     for power in (1.5, 0.5, 1.0, 2.0):
-        if _fits(c.ref * ratio ** power, c.d):
+        if _explains(c.ref * ratio ** power, c.d, c.ref):
             return (f"{c.dname} is right except near small values of {c.tname}: the local derivative leaves out "
                     f"the {BN_EPS:g} that the forward pass adds to {c.tname} before raising it to a power; "
                     "keep it inside the power")
@@ -733,7 +738,7 @@ def _rule_power_rule_added(c):
             continue
         for p in (-0.5, -1.0, 0.5, 2.0, -2.0, 3.0):
             right_local = p * base ** (p - 1)
-            if _fits(c.ref * (p + base ** (p - 1)) / right_local, c.d):
+            if _explains(c.ref * (p + base ** (p - 1)) / right_local, c.d, c.ref):
                 return (f"{c.dname} looks like ({p:g} + x**{p - 1:g}) times the incoming gradient: the power rule "
                         f"multiplies, d/dx x**p = p * x**(p-1)")
     return None
@@ -956,31 +961,50 @@ class Summary:
             return line + f"; fix {wrong[0]}"
         return line + "; wrong: " + ", ".join(wrong)
 
+    def _checked(self):
+        return [r for r in self.results if r.status != Status.NOT_DONE]
+
+    def _not_done_line(self):
+        """One line for every gradient not written yet, or '' when there is none."""
+        names = [r.name for r in self.results if r.status == Status.NOT_DONE]
+        return f"not done yet ({len(names)}): {', '.join(names)}" if names else ""
+
+    def _first_to_fix(self):
+        wrong = [r.name for r in self.results if r.status == Status.WRONG]
+        return _root_of_all(wrong) if len(wrong) > 1 else (wrong[0] if wrong else None)
+
     def __str__(self):
+        first = self._first_to_fix()
         rows = [("", "name", "status", "maxdiff", "hint")]
-        for r in self.results:
+        for r in self._checked():
             hint = "" if r else _short(r.hint)
-            rows.append((_mark(r)[0], r.name, str(r.status), f"maxdiff: {r.maxdiff:.1e}", hint))
+            rows.append((_mark(r, r.name == first), r.name, str(r.status), f"maxdiff: {r.maxdiff:.1e}", hint))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = [" | ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + " | " + row[4]
                  for row in rows]
         lines.insert(1, "-" * len(lines[0]))
-        lines.append(self.count_line())
-        return "\n".join(line.rstrip() for line in lines)
+        lines += [self._not_done_line(), self.count_line()]
+        return "\n".join(line.rstrip() for line in lines if line)
 
     __repr__ = __str__
 
     def _repr_html_(self):
+        first = self._first_to_fix()
+        cell = 'style="text-align:left; padding:2px 8px"'
         rows = []
-        for r in self.results:
-            mark, color = _mark(r)[1:]
+        for r in self._checked():
+            weight = "font-weight:bold; " if r.name == first else ""
+            colour = "#1e7e34" if r else "#b00020"
             rows.append(
-                f'<tr style="background:{color}"><td>{mark}</td><td><code>{html.escape(r.name)}</code></td>'
-                f"<td>{html.escape(r.status)}</td><td>maxdiff: {r.maxdiff:.1e}</td>"
-                f"<td>{html.escape('' if r else r.hint or '')}</td></tr>")
-        header = "<tr><th></th><th>name</th><th>status</th><th>maxdiff</th><th>hint</th></tr>"
-        return (f'<table style="text-align:left"><caption style="text-align:left"><b>'
-                f"{html.escape(self.count_line())}</b></caption>{header}{''.join(rows)}</table>")
+                f'<tr style="{weight}"><td {cell}><span style="color:{colour}">{_mark(r, r.name == first)}</span></td>'
+                f"<td {cell}><code>{html.escape(r.name)}</code></td><td {cell}>{html.escape(r.status)}</td>"
+                f"<td {cell}>maxdiff: {r.maxdiff:.1e}</td><td {cell}>{html.escape('' if r else r.hint or '')}</td></tr>")
+        header = "".join(f"<th {cell}>{title}</th>" for title in ("", "name", "status", "maxdiff", "hint"))
+        not_done = self._not_done_line()
+        footer = f'<p style="text-align:left">{html.escape(not_done)}</p>' if not_done else ""
+        table = f"<table><tr>{header}</tr>{''.join(rows)}</table>" if rows else ""
+        return (f'<div style="text-align:left"><p><b>{html.escape(self.count_line())}</b></p>'
+                f"{table}{footer}</div>")
 
 
 def _root_of_all(wrong):
@@ -992,13 +1016,11 @@ def _root_of_all(wrong):
     return None
 
 
-def _mark(result):
-    """(text mark, HTML mark, HTML row colour) for a result: right, not done yet, or wrong."""
+def _mark(result, first_to_fix=False):
+    """A mark that any font can show: ok for a right gradient, X for a wrong one (X <- first for the one to fix first)."""
     if result:
-        return "✓", "✅", "#e6f4ea"
-    if result.status == Status.NOT_DONE:
-        return "·", "⬜", "#f1f3f4"
-    return "✗", "❌", "#fce8e6"
+        return "ok"
+    return "X <- first" if first_to_fix else "X"
 
 
 def _short(hint, width=70):

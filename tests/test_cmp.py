@@ -406,23 +406,28 @@ def test_summary_text_table(t, capsys):
     cmp("probs", t.grad * (1 + 1e-7), t)
     cmp("counts", t.grad * 32, t)
     cmp("dC_not_yet", None, t)
+    cmp("dW_not_yet", ..., t)
     text = str(summary())
     lines = text.splitlines()
-    assert lines[-1] == "2 of 4 correct; fix counts"
-    assert len(lines) == 1 + 1 + 4 + 1  # header, rule, rows, count
-    assert len({line.index("| maxdiff") if "| maxdiff" in line else None for line in lines[2:6]}) == 1  # aligned
-    assert "counts" in lines[4] and "wrong" in lines[4] and "32 times" in lines[4]
-    assert "not done" in lines[5]
-    assert "rounding" in lines[3] and "rel err" not in lines[3]  # passing rows need no hint
+    assert lines[-1] == "2 of 5 correct; fix counts"
+    assert lines[-2] == "not done yet (2): dC_not_yet, dW_not_yet"  # one line, not a row each
+    assert len(lines) == 1 + 1 + 3 + 2  # header, rule, checked rows, not-done line, count
+    assert len({line.index("| maxdiff") for line in lines[2:5]}) == 1  # aligned
+    assert lines[4].startswith("X <- first") and "counts" in lines[4] and "32 times" in lines[4]
+    assert lines[2].startswith("ok ") and "rounding" in lines[3] and "rel err" not in lines[3]
+    assert {line.split()[0] for line in lines[2:5]} == {"ok", "X"}  # plain marks that any font can show
     assert repr(summary()) == text
 
 
 def test_summary_html(t, capsys):
     cmp("ok<1>", t.grad, t)
     cmp("bad", t.grad * -1, t)
+    cmp("later", None, t)
     page = summary()._repr_html_()
-    assert page.count("<tr") == 3 and "1 of 2 correct" in page
-    assert "✅" in page and "❌" in page
+    assert page.count("<tr") == 3 and "1 of 3 correct; fix bad" in page
+    assert "not done yet (1): later" in page
+    assert ">ok<" in page and ">X <- first<" in page and "font-weight:bold" in page
+    assert "text-align:left" in page and not set(page) & set("✅❌⬜✓✗")
     assert "ok&lt;1&gt;" in page and "sign is flipped" in page
 
 

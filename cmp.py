@@ -79,6 +79,7 @@ FLOAT32_RESOLUTION = 1e-7   # float32 rounding gives relative errors of about th
 ALMOST_RIGHT = 1e-5         # a wrong answer this close (rel err) is "almost right", not a formula slip
 FIT = 1e-4                  # how closely an explanation must reproduce your answer to be named
 ZERO_ANSWER = 1e-3          # a right answer whose largest value is this small relative to yours is "zero"
+SHARE_FIT = 0.02            # the variance part of a fused BatchNorm gradient is measured to within 2%
 MAX_DENOMINATOR = 256       # constant factors are named as fractions with denominators up to this
 BN_EPS = 1e-5               # the epsilon the lecture's BatchNorm adds to the variance
 _TINY = 1e-30               # keeps relative errors finite when the reference is all zeros
@@ -566,6 +567,7 @@ class ValueCase:
     tname: str
     sizes: frozenset       # sizes that exist in the problem (dims of this tensor and of those checked so far)
     consumers: tuple = ()  # (name, tensor, reference gradient) of checked tensors computed from this one
+    bn_gain: tuple = None  # (values, reference gradient) of a checked tensor named bngain, float64
 
     @property
     def error(self):
@@ -579,8 +581,11 @@ def _value_case(name, d, ref, t, relerr, dname, tname):
         sizes.update(u.shape)
     x = t.detach().to(torch.float64) if t.is_floating_point() else None
     consumers = tuple(_consumers(name, t))
+    gain = _tensors.get("bngain")
+    gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
+    bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
-                     frozenset(s for s in sizes if s > 1), consumers)
+                     frozenset(s for s in sizes if s > 1), consumers, bn_gain)
 
 
 def _rule_nonfinite(c):
@@ -779,9 +784,42 @@ def _rule_variance_term(c):
     if not _fits(coefficient * xhat, error, within=1e-3) or _max_abs(coefficient) == 0:
         return None
     n = c.d.shape[0]
-    return (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
-            "of the gradient that flows through the batch variance is missing or has the wrong size. That "
-            f"variance divides by n-1 = {n - 1}: check how this shows up in that part")
+    start = (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
+             "of the gradient that flows through the batch variance")
+    share = _variance_part_share(c, coefficient)
+    if share is not None and abs(share * n - 1) < SHARE_FIT:
+        return (f"{start} is {n - 1}/{n} of its right size: the variance divides by n-1 = {n - 1} (Bessel's "
+                f"correction), so that part carries a factor n/(n-1) = {n}/{n - 1}, which is missing")
+    if share is not None and abs(share - 1) < SHARE_FIT:
+        return f"{start} is missing"
+    if share is not None:
+        return f"{start} has about {1 - share:.2f} times its right size"
+    return (f"{start} is missing or has the wrong size. That variance divides by n-1 = {n - 1}: check how this "
+            "shows up in that part")
+
+
+def _variance_part_share(c, coefficient):
+    """How much of the variance part is missing (1 = all of it), when bngain was checked; else None.
+
+    The right variance part is -bngain * s * x̂ * sum(g * x̂) / (n-1) per column, with s = 1/std and
+    sum(g * x̂) = the gradient of bngain; `coefficient` is the error's multiple of x̂.
+    """
+    if c.bn_gain is None:
+        return None
+    gain, gain_grad = c.bn_gain
+    if gain.shape != coefficient.shape:
+        return None
+    n = c.x.shape[0]
+    centred = c.x - c.x.mean(0, keepdim=True)
+    s = ((centred ** 2).sum(0, keepdim=True) / (n - 1) + BN_EPS) ** -0.5
+    part = gain * s * gain_grad / (n - 1)
+    used = part.abs() > FIT * _max_abs(part)
+    if not used.any():
+        return None
+    share = coefficient[used] / part[used]
+    if not _fits(torch.full_like(share, share.mean().item()), share, within=SHARE_FIT):
+        return None
+    return share.mean().item()
 
 
 def _rule_branch_off(c):

@@ -131,7 +131,7 @@ MISTAKES = [
     ("dbndiff2 with bndiff as local derivative", "bndiff2", lambda v, g: (v.bndiff * g["dbnvar"]).detach(),
      "same_local_derivative_for_a_sum", ["`bnvar`", "same local derivative"]),
     ("dbndiff missing the bndiff2 branch", "bndiff", lambda v, g: (v.bnvar_inv * g["dbnraw"]).detach(),
-     "variance_term", ["through the batch variance"]),
+     "variance_term", ["through the batch variance is missing"]),
     ("dbnmeani (64,) as in the lecture", "bnmeani", lambda v, g: (-g["dbndiff"]).sum(0), "keepdim",
      ["right values", "(64,)", "(1, 64)"]),
     ("dhprebn mean branch without 1/n", "hprebn", _dhprebn_mean_branch_without_1_over_n, "branch_off",
@@ -139,7 +139,10 @@ MISTAKES = [
     ("dhprebn fused without 1/n", "hprebn", lambda v, g: _dhprebn_fused(v, g, with_1_over_n=False),
      "constant_factor", ["32 times", "1/32"]),
     ("dhprebn fused without Bessel", "hprebn", lambda v, g: _dhprebn_fused(v, g, bessel=False), "variance_term",
-     ["through the batch variance", "n-1 = 31"]),
+     ["through the batch variance", "31/32 of its right size", "Bessel", "32/31"]),
+    ("dhprebn without the variance path", "hprebn",
+     lambda v, g: g["dbndiff"] - 2 * v.bndiff.detach() * g["dbndiff2"] + g["dbnmeani"] / v.n, "variance_term",
+     ["through the batch variance is missing"]),
     ("dW1 with operands swapped", "W1", lambda v, g: (g["dhprebn"].T @ v.embcat).detach(), "transposed_shape",
      ["(64, 30)"]),
     ("dembcat transposed answer", "embcat", lambda v, g: (v.W1 @ g["dhprebn"].T).detach(), "transposed_shape", []),
@@ -329,3 +332,10 @@ def test_missing_max_branch_is_invisible_by_design(net, grads, capsys):
     result = cmp("logits", without_max_branch, net.logits)
     assert result and result.status == "rounding"
     assert "rounding" in result.hint
+
+
+def test_without_bngain_checked_the_variance_hint_names_no_cause(net, grads, capsys):
+    """Alone (nothing checked before), cmp cannot measure the variance part: it says where, not why."""
+    result = cmp("hprebn", _dhprebn_fused(net, grads, bessel=False), net.hprebn)
+    assert result.diagnosis == "variance_term" and "missing or has the wrong size" in result.hint
+    assert "Bessel" not in result.hint

@@ -111,7 +111,7 @@ def assigned_names(code):
 
 
 def notebook_names(nb):
-    """Every name the notebook's code binds anywhere (assignments, loops, function arguments)."""
+    """Every name the notebook's code binds anywhere (assignments, loops, functions and their arguments)."""
     names = set()
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -125,6 +125,8 @@ def notebook_names(nb):
                 names.add(node.id)
             elif isinstance(node, ast.arg):
                 names.add(node.arg)
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.add(node.name)
     return names
 
 

@@ -1,0 +1,243 @@
+"""No cell of an exercise gives a solution away, and every blank has hints with its shape.
+
+The hint policy (README, "For instructors"): hint 1 gives the shape and what to look at, hint 2 the
+idea, hint 3 at most the structure, never the line. These tests hold two parts of it:
+
+- No leak: no cell of an exercise notebook (markdown, code or raw; hints included) contains the
+  expression of a line of its solution's `### BEGIN SOLUTION` regions: the text after the
+  assignment operator (`=`, `+=`, `-=`, `/=`, ...), or the whole line if it is not an assignment,
+  compared with all whitespace removed, when that is at least 6 characters long.
+- Every blank `dX = None  # TODO` has, after its code cell and before the next code cell, a cell
+  tagged `hint` that names `dX` (or `X`) and a shape such as `(32, 27)`.
+
+This file reads the notebooks as plain JSON and finds the solution regions itself: it shares no code
+with tools/make_exercises.py, so a bug in the generator's parser cannot hide a leak from it.
+"""
+import copy
+import html
+import io
+import json
+import re
+import textwrap
+import tokenize
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
+MIN_LENGTH = 6
+ASSIGNMENT_OPS = {"=", "+=", "-=", "*=", "/=", "//=", "%=", "@=", "**=", "&=", "|=", "^=", ">>=", "<<="}
+SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+               tokenize.ENDMARKER}
+PLACEHOLDER = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*None\s*#\s*TODO", re.MULTILINE)
+SHAPE = re.compile(r"\(\s*\d+\s*,(\s*\d+\s*,)*\s*(\d+\s*)?\)")  # (32, 27), (27,), (32, 3, 10)
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def text(cell):
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def squeeze(s):
+    return re.sub(r"\s+", "", s)
+
+
+def marked_regions(code):
+    """The code inside each `### BEGIN SOLUTION` ... `### END SOLUTION` pair, one string per region."""
+    found, current = [], None
+    for line in code.splitlines():
+        if line.strip() == "### BEGIN SOLUTION":
+            current = []
+        elif line.strip() == "### END SOLUTION":
+            if current is not None:
+                found.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+def logical_lines(code):
+    """(tokens, source) of each logical line of `code` (a statement may span several physical lines)."""
+    code = textwrap.dedent(code) + "\n"
+    physical, lines, current = code.splitlines(), [], []
+    for token in tokenize.generate_tokens(io.StringIO(code).readline):
+        if token.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+            if current:
+                source = "\n".join(physical[current[0].start[0] - 1:current[-1].end[0]]).strip()
+                lines.append((current, source))
+            current = []
+        elif token.type not in SKIP_TOKENS:
+            current.append(token)
+    return lines
+
+
+def expression(tokens):
+    """What a solution line computes: the text after its last top-level assignment operator, or all of it."""
+    depth, start = 0, 0
+    for i, token in enumerate(tokens):
+        if token.string in "([{":
+            depth += 1
+        elif token.string in ")]}":
+            depth -= 1
+        elif depth == 0 and token.type == tokenize.OP and token.string in ASSIGNMENT_OPS:
+            start = i + 1
+    return squeeze("".join(token.string for token in tokens[start:]))
+
+
+def solution_expressions(solution):
+    """{expression without whitespace: the solution line it comes from} for a solution notebook."""
+    found = {}
+    for cell in solution["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for code in marked_regions(text(cell)):
+            for tokens, source in logical_lines(code):
+                expr = expression(tokens)
+                if len(expr) >= MIN_LENGTH:
+                    found.setdefault(expr, source)
+    return found
+
+
+def readable(cell):
+    """A cell as a reader sees it, whitespace removed: HTML entities and markdown escapes undone."""
+    s = text(cell)
+    if cell["cell_type"] == "markdown":
+        s = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>])", r"\1", html.unescape(s))
+    for out in cell.get("outputs", []):
+        s += "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
+    return squeeze(s)
+
+
+def leaks(solution, exercise):
+    """[(cell index, cell type, solution line)] for every solution expression found in the exercise."""
+    expressions = solution_expressions(solution)
+    found = []
+    for index, cell in enumerate(exercise["cells"]):
+        haystack = readable(cell)
+        found += [(index, cell["cell_type"], line) for expr, line in expressions.items() if expr in haystack]
+    return found
+
+
+def blanks_without_hints(exercise):
+    """[(cell index, name)] of blanks with no hint cell after them naming them and a shape."""
+    cells, missing = exercise["cells"], []
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        hints = []
+        for after in cells[index + 1:]:
+            if after["cell_type"] == "code":
+                break
+            if "hint" in after.get("metadata", {}).get("tags", []):
+                hints.append(text(after))
+        for name in PLACEHOLDER.findall(text(cell)):
+            names = {name, name[1:]} if name.startswith("d") and len(name) > 1 else {name}
+            if not any(SHAPE.search(h) and any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", h) for n in names)
+                       for h in hints):
+                missing.append((index, name))
+    return missing
+
+
+# --- the notebooks ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_cell_of_the_exercise_contains_a_solution_expression(name):
+    solution, exercise = load(ROOT / "solutions" / name), load(ROOT / "notebooks" / name)
+    assert solution_expressions(solution), "the solution has marked solution lines to look for"
+    assert leaks(solution, exercise) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_blank_has_a_hint_with_its_name_and_shape(name):
+    exercise = load(ROOT / "notebooks" / name)
+    assert PLACEHOLDER.search("\n".join(text(c) for c in exercise["cells"] if c["cell_type"] == "code"))
+    assert blanks_without_hints(exercise) == []
+
+
+# --- the checkers themselves -----------------------------------------------------------------------
+
+def test_the_solution_lines_are_read_as_the_policy_says():
+    code = textwrap.dedent("""\
+        x = 1
+        ### BEGIN SOLUTION
+        dh = dlogits @ W2.T  # a comment is not part of it
+        dcounts += torch.ones_like(counts) * dcounts_sum
+        dW2, db2 = h.T @ dlogits, dlogits.sum(0)
+        dC = torch.zeros_like(C).index_add_(0, Xb.view(-1),
+                                           demb.view(-1, 10))
+        dlogprobs[range(n), Yb] = -1.0 / n
+        for k in range(n):
+            dq = q[k]
+        ### END SOLUTION
+        y = 2
+    """)
+    solution = {"cells": [{"cell_type": "code", "source": code}]}
+    assert sorted(solution_expressions(solution)) == sorted([
+        "dlogits@W2.T", "torch.ones_like(counts)*dcounts_sum", "h.T@dlogits,dlogits.sum(0)",
+        "torch.zeros_like(C).index_add_(0,Xb.view(-1),demb.view(-1,10))", "-1.0/n", "forkinrange(n):",
+        # "q[k]" is 4 characters: too short to count
+    ])
+
+
+def exercise_and_solution(name=NAMES[0]):
+    return load(ROOT / "solutions" / name), load(ROOT / "notebooks" / name)
+
+
+def planted(exercise, cell_type, content):
+    """A copy of `exercise` with `content` added to its first cell of `cell_type` (a hint, for markdown)."""
+    copied = copy.deepcopy(exercise)
+    for cell in copied["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] == cell_type and (cell_type != "markdown" or "hint" in tags):
+            cell["source"] = text(cell) + "\n" + content
+            return copied
+    copied["cells"].append({"cell_type": cell_type, "metadata": {}, "source": content})
+    return copied
+
+
+@pytest.mark.parametrize("cell_type", ["markdown", "code", "raw"])
+def test_the_leak_checker_finds_a_line_planted_in_a_copy_of_an_exercise(cell_type):
+    solution, exercise = exercise_and_solution()
+    before = leaks(solution, exercise)
+    expr, line = next(iter(solution_expressions(solution).items()))
+    # the same expression, spaced differently and spread over two lines, as a hint might write it
+    spaced = " ".join(expr[:3]) + "\n  " + expr[3:]
+    after = leaks(solution, planted(exercise, cell_type, f"Hint 3: write `dx = {spaced}`"))
+    new = [leak for leak in after if leak not in before]
+    assert new and {leak[1] for leak in new} == {cell_type} and line in [leak[2] for leak in new]
+
+
+def test_the_leak_checker_sees_through_markdown_and_html_escapes():
+    solution = {"cells": [{"cell_type": "code", "source":
+                           "### BEGIN SOLUTION\ndbnraw = bngain * dhpreact\n### END SOLUTION"}]}
+    clean = {"cells": [{"cell_type": "markdown", "metadata": {"tags": ["hint"]},
+                        "source": ["Multiply by `bngain`; the shape is (32, 64)."]}]}
+    assert leaks(solution, clean) == []
+    for leaked in ["bngain \\* dhpreact", "bngain&nbsp;*&#32;dhpreact", "<code>bngain *\ndhpreact</code>"]:
+        dirty = copy.deepcopy(clean)
+        dirty["cells"][0]["source"].append(f" Try {leaked}.")
+        assert leaks(solution, dirty) == [(0, "markdown", "dbnraw = bngain * dhpreact")], leaked
+
+
+def test_the_hint_checker_wants_the_name_and_a_shape_in_a_hint_after_the_blank():
+    def exercise(*hints, between=()):
+        cells = [{"cell_type": "code", "source": "dW2 = None  # TODO: the gradient"}, *between]
+        cells += [{"cell_type": "markdown", "metadata": {"tags": ["hint"]}, "source": h} for h in hints]
+        return {"cells": cells}
+
+    assert blanks_without_hints(exercise("`dW2` has the shape of `W2`: (64, 27).")) == []
+    assert blanks_without_hints(exercise("Like W2, (64, 27).")) == []
+    assert blanks_without_hints(exercise("Think about shapes.")) == [(0, "dW2")]
+    assert blanks_without_hints(exercise("dW2 is a matrix.", "Its shape is (64, 27).")) == [(0, "dW2")]
+    assert blanks_without_hints(exercise("dW22 is (64, 27).")) == [(0, "dW2")]
+    untagged = {"cell_type": "markdown", "metadata": {}, "source": "dW2: (64, 27)"}
+    assert blanks_without_hints({"cells": [exercise()["cells"][0], untagged]}) == [(0, "dW2")]
+    code_between = {"cell_type": "code", "source": "print(1)"}
+    assert blanks_without_hints(exercise("dW2: (64, 27)", between=[code_between])) == [(0, "dW2")]

@@ -147,17 +147,19 @@ def test_the_exercises_carry_no_metadata_but_tags(name):
 @pytest.mark.parametrize("folder", ["solutions", "notebooks"])
 @pytest.mark.parametrize("name", NAMES)
 def test_the_parameter_cell_is_stamped_from_the_course_config(folder, name):
+    """Notebooks 01-04 build the lecture's network in one stamped cell; no notebook has a hand-made copy."""
     nb = nbformat.read(ROOT / folder / name, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(cells) == 1, "one cell tagged 'parameters' (the model's parameters)"
-    assert cells[0].source == course.parameters_source(course.n_hidden(name))
-    copies = [c for c in nb.cells if c.cell_type == "code" and "torch.Generator().manual_seed" in c.source
+    assert len(cells) == (1 if name[:2] in course.N_HIDDEN else 0)
+    for cell in cells:
+        assert cell.source == course.parameters_source(course.n_hidden(name))
+    copies = [c for c in nb.cells if c.cell_type == "code" and "manual_seed(2147483647)" in c.source
               and "n_hidden =" in c.source]
     assert copies == cells, "no other hand-made copy of it"
 
 
 def test_n_hidden_is_the_one_difference():
-    assert [course.n_hidden(name) for name in NAMES] == [64, 64, 64, 200]
+    assert [course.n_hidden(name) for name in NAMES if name[:2] in course.N_HIDDEN] == [64, 64, 64, 200]
     small, large = course.parameters_source(64).splitlines(), course.parameters_source(200).splitlines()
     assert [(a, b) for a, b in zip(small, large) if a != b] == [
         ("n_hidden = 64      # neurons in the hidden layer", "n_hidden = 200     # neurons in the hidden layer")]

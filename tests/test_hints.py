@@ -31,7 +31,8 @@ ASSIGNMENT_OPS = {"=", "+=", "-=", "*=", "/=", "//=", "%=", "@=", "**=", "&=", "
 SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
                tokenize.ENDMARKER}
 PLACEHOLDER = re.compile(r"^\s*([A-Za-z_]\w*)\s*=\s*None\s*#\s*TODO", re.MULTILINE)
-SHAPE = re.compile(r"\(\s*\d+\s*,(\s*\d+\s*,)*\s*(\d+\s*)?\)")  # (32, 27), (27,), (32, 3, 10)
+# (32, 27), (27,), (32, 3, 10); and a 0-dim tensor's "shape ()"
+SHAPE = re.compile(r"\(\s*\d+\s*,(\s*\d+\s*,)*\s*(\d+\s*)?\)|shape\W{0,3}\(\)")
 
 
 def load(path):
@@ -186,7 +187,7 @@ def test_the_solution_lines_are_read_as_the_policy_says():
     ])
 
 
-def exercise_and_solution(name=NAMES[0]):
+def exercise_and_solution(name="01_atomic_backward.ipynb"):
     return load(ROOT / "solutions" / name), load(ROOT / "notebooks" / name)
 
 
@@ -235,6 +236,8 @@ def test_the_hint_checker_wants_the_name_and_a_shape_in_a_hint_after_the_blank()
     assert blanks_without_hints(exercise("`dW2` has the shape of `W2`: (64, 27).")) == []
     assert blanks_without_hints(exercise("Like W2, (64, 27).")) == []
     assert blanks_without_hints(exercise("Think about shapes.")) == [(0, "dW2")]
+    assert blanks_without_hints(exercise("`dW2` is a number like `W2`: shape `()`.")) == []
+    assert blanks_without_hints(exercise("`dW2` is W2.sum() or so.")) == [(0, "dW2")]
     assert blanks_without_hints(exercise("dW2 is a matrix.", "Its shape is (64, 27).")) == [(0, "dW2")]
     assert blanks_without_hints(exercise("dW22 is (64, 27).")) == [(0, "dW2")]
     untagged = {"cell_type": "markdown", "metadata": {}, "source": "dW2: (64, 27)"}

@@ -73,7 +73,7 @@ def run_all_twice(path, env):
 def results(request):
     """{(folder, name): result} for the cases this session selected, run in parallel."""
     wanted = [tuple(item.callspec.params[k] for k in ("folder", "name")) for item in request.session.items
-              if item.module is request.module and hasattr(item, "callspec")]
+              if getattr(item, "module", None) is request.module and hasattr(item, "callspec")]
     workers = max(1, min(2, os.cpu_count() or 1, len(wanted)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(folder, name): pool.submit(run_all_twice, ROOT / folder / name, ENV[folder])

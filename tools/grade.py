@@ -399,6 +399,11 @@ def discover(folder):
     return sorted(paths, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def select_shard(ids, k, n):
+    """The K-th of N parts of the sorted submission ids (every N-th, starting at the K-th): deterministic."""
+    return sorted(ids)[k - 1::n]
+
+
 def parse_shard(text):
     try:
         k, n = (int(x) for x in text.split("/"))
@@ -419,10 +424,10 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
             raise UsageError(f"{helper} is missing: run `bash tools/run test` or `.venv/bin/python -m data` first")
     course = gc.load_course(solutions)
     paths = discover(folder)
+    ids = [p.relative_to(folder).as_posix() for p in paths]
     if shard:
-        k, n = shard
-        paths = paths[k - 1::n]
-    prepared = {p.relative_to(folder).as_posix(): prepare(p, course) for p in paths}
+        ids = select_shard(ids, *shard)
+    prepared = {sid: prepare(folder / sid, course) for sid in ids}
     needed = sorted({number for _, number, _, plan in prepared.values() if plan is not None})
 
     scratch = tempfile.mkdtemp(prefix="backprop-ninja-grade-")

@@ -87,15 +87,16 @@ class Exercise:
     cells: list               # solution code cells graded, in order: {"id", "source"}
     answers: dict             # cell id -> AnswerCell
     ids: set                  # every cell id of the exercise notebook
-    contents: set             # normalised sources of the exercise notebook's cells (identification fallback)
+    contents: set             # the exercise notebook's code lines (identification without ids)
     protected: set            # names the checks compare against: an answer may not rebind them
     training: bool            # reads NINJA_TRAIN_STEPS: graded on the loss it reaches
     groups: list = field(default_factory=list)
     check_cell: str = None    # id of the cell that checks the answer functions (exercise 4), if any
 
 
-def _normal(source):
-    return "\n".join(line.rstrip() for line in source.strip().splitlines())
+def _lines(sources):
+    """The distinct stripped lines of some sources, those of at least 8 characters."""
+    return {line.strip() for source in sources for line in source.splitlines() if len(line.strip()) >= 8}
 
 
 def _checked_names(source):
@@ -162,7 +163,8 @@ def load_exercise(path):
     return Exercise(
         number=path.name[:2], name=path.name, cells=cells, answers=answers,
         ids={c.get("id") for c in exercise.cells if c.get("id")},
-        contents={_normal(c.source) for c in exercise.cells if len(c.source.strip()) >= 20},
+        contents=_lines(c.source for c in exercise.cells if c.cell_type == "code") - {
+            line.strip() for g in groups for line in g.placeholders},
         protected=protected, training=any("NINJA_TRAIN_STEPS" in c["source"] for c in cells), groups=groups,
         check_cell=_check_cell(cells, answers, groups))
 
@@ -246,10 +248,11 @@ def identify(cells, course):
     best = max(by_id, key=lambda n: (by_id[n], n == min(course)), default=None)
     if best is not None and by_id[best] >= max(3, len(course[best].ids) // 4):
         return best
-    contents = {_normal(c["source"]) for c in cells}
-    by_content = {n: len(contents & ex.contents) / max(1, len(ex.contents)) for n, ex in course.items()}
-    best = max(by_content, key=lambda n: by_content[n], default=None)
-    if best is not None and by_content[best] >= 0.3:
+    # without ids (an editor dropped them): the exercise whose code lines the notebook holds the most of
+    lines = _lines(c["source"] for c in cells if c["cell_type"] == "code")
+    by_content = {n: len(lines & ex.contents) / max(1, len(ex.contents)) for n, ex in course.items()}
+    best = max(sorted(by_content), key=lambda n: by_content[n], default=None)
+    if best is not None and by_content[best] >= 0.5:
         return best
     return None
 

@@ -5,13 +5,14 @@ may fail on the second pass because of state the first pass left behind (e.g. a 
 `torch.set_grad_enabled(False)`). Each notebook's code cells run, then all of them again, in one
 kernel, stopping at the first error as Jupyter does; any error output fails the test. Notebook 04
 trains for NINJA_TRAIN_STEPS=50; solutions run with CMP_STRICT=1 (a wrong gradient raises).
-The unfilled exercises must also say that nothing is done yet, on both passes.
+An unfilled exercise must also say, on both passes, that its blanks are not done.
 
 The notebooks run two at a time (one kernel per CPU core, at most 2), each in its own process.
 """
 import copy
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from nbclient.exceptions import CellExecutionError
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = sorted(p.name for p in (ROOT / "solutions").glob("*.ipynb"))
 CASES = [(folder, name) for folder in ["notebooks", "solutions"] for name in NAMES]
+PLACEHOLDER = re.compile(r"^\s*\w+ = None  # TODO", re.MULTILINE)
 ENV = {
     "notebooks": {"NINJA_TRAIN_STEPS": "50", "CMP_STRICT": "0"},
     "solutions": {"NINJA_TRAIN_STEPS": "50", "CMP_STRICT": "1"},
@@ -69,6 +71,11 @@ def run_all_twice(path, env):
     return {"error": error, "printed": [printed(nb.cells[:n]), printed(nb.cells[n:])]}
 
 
+class Results(dict):
+    def __repr__(self):  # pytest shows the fixture's value on failure: keep it short
+        return f"<Run All twice: {len(self)} notebooks>"
+
+
 @pytest.fixture(scope="module")
 def results(request):
     """{(folder, name): result} for the cases this session selected, run in parallel."""
@@ -78,7 +85,7 @@ def results(request):
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(folder, name): pool.submit(run_all_twice, ROOT / folder / name, ENV[folder])
                    for folder, name in wanted}
-        return {case: future.result() for case, future in futures.items()}
+        return Results({case: future.result() for case, future in futures.items()})
 
 
 @pytest.mark.parametrize("folder, name", CASES)
@@ -86,13 +93,12 @@ def test_run_all_twice_in_one_kernel(results, folder, name):
     result = results[folder, name]
     if result["error"]:
         pytest.fail(result["error"], pytrace=False)
-    for out in result["printed"]:
-        assert out.strip()
-        if folder == "notebooks":
-            assert "exact: True" not in out  # nothing is filled in, so nothing can be right
-            assert "not done" in out
-            if name.startswith("04"):
-                assert "Finish `backward` first" in out
+    blanks = folder == "notebooks" and any(
+        PLACEHOLDER.search(c.source) for c in nbformat.read(ROOT / folder / name, as_version=4).cells)
+    for run, out in enumerate(result["printed"], 1):
+        assert out.strip(), f"Run All #{run} printed nothing"
+        if blanks:
+            assert "not done" in out, f"Run All #{run}: the blanks are unfilled, yet no check says 'not done'"
 
 
 def test_an_error_on_the_second_run_only_is_caught(tmp_path):

@@ -147,12 +147,19 @@ def run_cells(cells, *, timeout, scratch, slot, watch=(), capture=()):
 
 
 class Reference:
-    """What the solution of one exercise records when graded: the items and where each is checked."""
+    """What the solution of one exercise records when graded: the items and where each is checked.
 
-    def __init__(self, exercise, plan, run):
+    The items are the checks the solution passes and the unfilled exercise (every blank None) does not:
+    a check that fails in the solution itself is a demonstration (e.g. check_numerically at a kink),
+    and one that passes without any answer does not depend on the student.
+    """
+
+    def __init__(self, exercise, plan, run, blank_run):
         self.exercise, self.plan, self.run = exercise, plan, run
         progress = run["progress"]
-        self.items = [r["name"] for r in progress["results"]]
+        passed_blank = {r["name"] for r in blank_run["progress"]["results"] if r["passed"]}
+        self.items = [r["name"] for r in progress["results"] if r["passed"] and r["name"] not in passed_blank]
+        self.demonstrations = [r["name"] for r in progress["results"] if not r["passed"] or r["name"] in passed_blank]
         self.item_cell = {}
         for index, cell in enumerate(progress["cells"]):
             for name in cell.get("recorded", []):
@@ -172,9 +179,6 @@ class Reference:
             if cell.get("error"):
                 out.append(f"{describe_cell(self.exercise, self.plan, index)} raised "
                            f"{cell['error']['type']}: {cell['error']['message']}")
-        out += [f"its check {r['name']!r} is {r['status']}" for r in progress["results"] if not r["passed"]]
-        if not self.items:
-            out.append("it checks nothing")
         if self.exercise.training and self.val_loss is None:
             out.append("it sets no val_loss")
         return out
@@ -345,7 +349,9 @@ def feedback_html(row, items, exercise, notes_html):
                 "there. Answers that read <code>.grad</code>, call <code>backward</code>, import modules or call "
                 "the checker are not run." + (" After each answer the grader continues with the right values, so "
                 "one wrong gradient costs one point, not every point after it." if exercise and any(
-                    g.indent == "" for g in exercise.groups) else "") + "</small></p>")
+                    g.indent == "" for g in exercise.groups) else "") + (" Each of your functions is checked on its "
+                "own, with the solution's versions of the others; training uses all of yours." if exercise and any(
+                    g.function for g in exercise.groups) else "") + "</small></p>")
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + esc(title) + "</title></head>"
             "<body style=\"font-family:sans-serif; max-width:60em\">" + "".join(head + body) + "</body></html>\n")
 
@@ -441,7 +447,8 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
                          watch=["val_loss"] if ex.training else [], capture=plan.captures.values())
 
     try:
-        tasks = {("reference", n): (gc.assemble(course[n], "solution"), course[n]) for n in needed}
+        tasks = {(kind, n): (gc.assemble(course[n], answers), course[n])
+                 for n in needed for kind, answers in [("reference", "solution"), ("blank", {})]}
         tasks.update({("submission", sid): (plan, course[number])
                       for sid, (_, number, _, plan) in prepared.items() if plan is not None})
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
@@ -456,8 +463,12 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
         shutil.rmtree(scratch, ignore_errors=True)
     for n in needed:
         plan = tasks[("reference", n)][0]
-        references[n] = Reference(course[n], plan, runs[("reference", n)])
+        references[n] = Reference(course[n], plan, runs[("reference", n)], runs[("blank", n)])
         problems = references[n].problems()
+        if references[n].demonstrations and not problems:
+            print(f"note: solutions/{course[n].name}: checks not graded (the solution fails them, or they pass "
+                  "with every blank None): " + ", ".join(repr(d) for d in references[n].demonstrations),
+                  file=sys.stderr)
         if problems:
             raise UsageError(f"solutions/{course[n].name} does not pass under the grader, so it cannot be the "
                              "reference: " + "; ".join(problems))
@@ -472,6 +483,9 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
         if plan is not None:
             run = runs[("submission", sid)]
             status, message, items = score(exercise, references[number], plan, run, timeout, train_steps)
+            if not items:
+                message = "; ".join(filter(None, [message, "nothing to grade: none of this notebook's checks "
+                                                           "depends on the answers"]))
             row.update(status=status, message=message, score=sum(i["points"] for i in items), max_score=len(items))
             for it in items:
                 row[item_column(number, it["item"])] = it["points"]

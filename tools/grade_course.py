@@ -42,10 +42,10 @@ BANNED_NAMES = {
     "importlib": "imports a module", "builtins": "uses builtins", "autograd": "uses autograd",
     "functorch": "uses functorch",
 }
-BANNED_ATTRIBUTE_PARTS = {
-    "grad": "reads or sets autograd's gradients (`.grad`, `grad_fn`, `requires_grad`, ...)",
-    "backward": "calls a backward function of PyTorch (`.backward()`, `torch.ops...._backward`)",
-    "hook": "registers a hook",
+BANNED_ATTRIBUTE_PARTS = {  # an attribute whose name contains one of these
+    "grad": "an answer may not touch autograd's gradients",
+    "backward": "an answer may not run PyTorch's backward pass",
+    "hook": "an answer may not register hooks",
 }
 BANNED_ATTRIBUTES = {
     "autograd": "uses torch.autograd", "func": "uses torch.func", "ops": "uses torch.ops",
@@ -367,7 +367,7 @@ def static_check(lines, exercise, group):
                 return f"{BANNED_ATTRIBUTES[attr]} (`.{attr}`)"
             for part, why in BANNED_ATTRIBUTE_PARTS.items():
                 if part in attr.lower():
-                    return f"{why}: `.{attr}`"
+                    return f"uses `.{attr}`: {why}"
     return None
 
 

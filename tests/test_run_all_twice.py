@@ -7,7 +7,7 @@ kernel, stopping at the first error as Jupyter does; any error output fails the 
 trains for NINJA_TRAIN_STEPS=50; solutions run with CMP_STRICT=1 (a wrong gradient raises).
 An unfilled exercise must also say, on both passes, that its blanks are not done.
 
-The notebooks run two at a time (one kernel per CPU core, at most 2), each in its own process.
+The notebooks run in parallel, one kernel per CPU core (two at a time on 2 cores), each in its own process.
 """
 import copy
 import multiprocessing
@@ -81,7 +81,7 @@ def results(request):
     """{(folder, name): result} for the cases this session selected, run in parallel."""
     wanted = [tuple(item.callspec.params[k] for k in ("folder", "name")) for item in request.session.items
               if getattr(item, "module", None) is request.module and hasattr(item, "callspec")]
-    workers = max(1, min(2, os.cpu_count() or 1, len(wanted)))
+    workers = max(1, min(os.cpu_count() or 1, len(wanted)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {(folder, name): pool.submit(run_all_twice, ROOT / folder / name, ENV[folder])
                    for folder, name in wanted}

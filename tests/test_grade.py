@@ -303,6 +303,8 @@ def test_extract_takes_the_lines_where_the_placeholder_was():
     cmp_line = next(l for p in answer.parts if p[0] == "code" for l in p[1] if l.startswith("cmp("))
     student = f"# my try\nx = 1.0 / probs\ndprobs = x * dlogprobs\n\n{cmp_line}\nprint(dprobs.shape)"
     assert gc.extract(answer, student) == {g.key: ["# my try", "x = 1.0 / probs", "dprobs = x * dlogprobs"]}
+    edited = f"x = 1.0 / probs\ndprobs = x * dlogprobs\nresult = {cmp_line}\n{cmp_line[:-1]}, atol=1)"  # check edited
+    assert gc.extract(answer, edited) == {g.key: ["x = 1.0 / probs", "dprobs = x * dlogprobs"]}
     assert gc.extract(answer, cmp_line) == {g.key: None}  # the TODO line deleted
 
 
@@ -322,3 +324,20 @@ def test_identify_by_ids_and_by_content():
         assert gc.identify(cells, COURSE) == number
         assert gc.identify([dict(c, id=None) for c in cells], COURSE) == number
     assert gc.identify([{"id": "abc", "cell_type": "code", "source": "print(1)"}], COURSE) is None
+
+
+def test_the_same_inputs_give_the_same_outputs(tmp_path):
+    cls = tmp_path / "class"
+    grade_class.save(grade_class.answer_notebook("02", {"dlogits": "dlogits = F.softmax(logits, 1) / n"},
+                                                 course=COURSE), cls / "b" / "ex2.ipynb")
+    (cls / "a.ipynb").write_text("{")
+    outputs = []
+    for k in range(2):
+        out = tmp_path / f"out{k}"
+        assert grade.main([str(cls), "--out", str(out), "--jobs", "2", "--timeout", str(TIMEOUT), "--no-progress"]) == 0
+        outputs.append({p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert outputs[0] == outputs[1]
+    assert sorted(outputs[0]) == ["feedback/a.ipynb.html", "feedback/b/ex2.ipynb.html", "gradebook.csv", "items.csv"]
+    rows = list(csv.DictReader(outputs[0]["gradebook.csv"].splitlines()))
+    assert [(r["submission"], r["status"], r["02:logits"]) for r in rows] == [("a.ipynb", "error", ""),
+                                                                               ("b/ex2.ipynb", "graded", "0")]

@@ -84,7 +84,8 @@ class Slot:
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         text=True, start_new_session=True)
         if not self.process.stdout.readline():
-            raise RuntimeError("the grader's worker did not start (is IPython installed in this Python?)")
+            raise UsageError(f"the grader's worker did not start with {sys.executable}: run the grader with the "
+                             "course's Python, .venv/bin/python (it needs torch and IPython)")
 
     def run(self, job, timeout):
         """{"returncode", "timed_out"} of running one job folder."""

@@ -53,6 +53,19 @@ BANNED_ATTRIBUTES = {
 }
 
 
+CHECK_CALLS = {"cmp", "check_numerically", "summary"}  # the notebook calls them, never an answer
+
+
+def _is_check_line(line):
+    """A line that is, on its own, a statement calling cmp, check_numerically or summary."""
+    try:
+        tree = ast.parse(line.strip())
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in CHECK_CALLS
+               for n in ast.walk(tree))
+
+
 class NotANotebook(Exception):
     """The file cannot be read as a notebook; .status is 'not a notebook' or 'error'."""
 
@@ -313,7 +326,8 @@ def extract(answer, source):
         start, end = positions[0], positions[-1]
         a = max((j for i, j in anchors if i < start), default=-1)
         b = min((j for i, j in anchors if i > end), default=len(stu_lines))
-        lines = stu_lines[a + 1:b]
+        # a check line the student edited is not an anchor any more: it is the notebook's, not the answer's
+        lines = [l for l in stu_lines[a + 1:b] if not _is_check_line(l)]
         while lines and not lines[0].strip():
             lines.pop(0)
         while lines and not lines[-1].strip():

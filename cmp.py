@@ -406,12 +406,21 @@ class ShapeCase:
 
 def _shape_keepdim(c):
     got, want = tuple(c.d.shape), tuple(c.ref.shape)
-    if c.d.numel() != c.ref.numel() or _squeeze(got) != _squeeze(want):
+    if c.d.numel() != c.ref.numel() or _squeeze(got) != _squeeze(want) or len(got) == len(want):
         return None
     values = "right values, wrong shape: " if c.right_values else ""
     if len(got) < len(want):
-        return f"{values}{c.start}: keep the summed dim with keepdim=True ({_keepdim_code(got, want)})"
+        return (f"{values}{c.start}: a size-1 dim is missing; if it came from a sum, sum with keepdim=True "
+                f"({_keepdim_code(got, want)})")
     return f"{values}{c.start}: drop the size-1 dim (sum without keepdim=True, or {_view_code(want)})"
+
+
+def _shape_size_1_dim_moved(c):
+    got, want = tuple(c.d.shape), tuple(c.ref.shape)
+    if len(got) != len(want) or _squeeze(got) != _squeeze(want) or c.right_values:
+        return None
+    return (f"{c.start}: the size-1 dim is in the wrong place; if you summed, you summed over the wrong dim "
+            f"(sum over the dim along which {c.tname} was broadcast, keeping its shape)")
 
 
 def _shape_transposed(c):
@@ -453,6 +462,7 @@ def _shape_other(c):
 SHAPE_RULES = [
     ("keepdim", _shape_keepdim),
     ("transposed_shape", _shape_transposed),
+    ("size_1_dim_moved", _shape_size_1_dim_moved),
     ("reshaped", _shape_reshaped),
     ("sum_broadcast_dims", _shape_sum_broadcast_dims),
     ("matmul_order", _shape_matmul_order),
@@ -464,8 +474,8 @@ def _keepdim_code(got, want):
     """e.g. '.sum(1, keepdim=True)' when want is got with a size-1 dim inserted at 1."""
     for i, size in enumerate(want):
         if size == 1 and want[:i] + want[i + 1:] == got:
-            return f"e.g. .sum({i}, keepdim=True), or {_view_code(want)}"
-    return f"or {_view_code(want)}"
+            return f"e.g. .sum({i}, keepdim=True); otherwise add it back with {_view_code(want)}"
+    return f"otherwise use {_view_code(want)}"
 
 
 def _view_code(shape):
@@ -568,6 +578,7 @@ class ValueCase:
     sizes: frozenset       # sizes that exist in the problem (dims of this tensor and of those checked so far)
     consumers: tuple = ()  # (name, tensor, reference gradient) of checked tensors computed from this one
     bn_gain: tuple = None  # (values, reference gradient) of a checked tensor named bngain, float64
+    leaf: bool = False     # the tensor is a leaf (a parameter such as an embedding table)
 
     @property
     def error(self):
@@ -585,7 +596,7 @@ def _value_case(name, d, ref, t, relerr, dname, tname):
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
-                     frozenset(s for s in sizes if s > 1), consumers, bn_gain)
+                     frozenset(s for s in sizes if s > 1), consumers, bn_gain, t.grad_fn is None)
 
 
 def _rule_nonfinite(c):
@@ -610,6 +621,14 @@ def _rule_all_zeros(c):
     return f"{c.dname} is all zeros, but the right gradient is not: did you forget to fill it in?"
 
 
+def _rule_right_answer_is_zero(c):
+    if _max_abs(c.ref) > ZERO_ANSWER * _max_abs(c.d):
+        return None
+    return (f"the right gradient of {c.tname} is zero up to float rounding (the loss does not depend on "
+            f"{c.tname}), but {c.dname} is not: if you computed it from gradients checked earlier, one of "
+            "those is probably wrong")
+
+
 def _rule_transposed(c):
     if c.d.dim() == 2 and c.d.shape[0] == c.d.shape[1] and _close(c.d.T, c.ref):
         return f"this is the transpose of the right answer; {_TRANSPOSE_FIX}"
@@ -624,6 +643,8 @@ def _rule_constant_factor(c):
     k = (c.d * c.ref).sum().item() / ref_norm2
     if k == 0.0 or abs(k - 1.0) < FIT or not _fits(k * c.ref, c.d):
         return None
+    if c.d.numel() == 1 and abs(k + 1.0) >= FIT:
+        return None  # a single number is always some multiple of the right one: that says nothing
     fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
     if abs(float(fraction) - k) > 1e-5 * abs(k) or not _is_simple(fraction):
         sign = " and a sign is flipped" if k < 0 else ""
@@ -751,18 +772,20 @@ def _rule_power_rule_added(c):
 
 def _rule_label_term_missing(c):
     """Wrong in exactly one entry per row, by the same amount, where the right gradient is negative."""
-    if c.d.dim() != 2 or c.d.shape[1] < 2:
+    if c.d.dim() not in (1, 2) or c.d.shape[-1] < 2:
         return None
-    error = c.error
-    wrong = error.abs() > FIT * _max_abs(c.ref)
+    error = c.error.reshape(-1, c.d.shape[-1])
+    ref = c.ref.reshape(error.shape)
+    wrong = error.abs() > FIT * _max_abs(ref)
     if not (wrong.sum(1) == 1).all():
         return None
     values = error[wrong]
-    if not _fits(torch.full_like(values, values.mean().item()), values) or not (c.ref[wrong] < 0).all():
+    if not _fits(torch.full_like(values, values.mean().item()), values) or not (ref[wrong] < 0).all():
         return None
     amount = Fraction(values.mean().item()).limit_denominator(MAX_DENOMINATOR)
-    return (f"{c.dname} is right except in one entry per row, each {amount} too {'high' if amount > 0 else 'low'}; "
-            "those are the entries where the right gradient is negative: the label of each row. The part of "
+    where = "one entry per row, each" if c.d.dim() == 2 else "one entry,"
+    return (f"{c.dname} is right except in {where} {amount} too {'high' if amount > 0 else 'low'}; "
+            "that is where the right gradient is negative: the label. The part of "
             "the loss that depends on the label directly (the -l_y of -log p_y = -l_y + log sum exp l) is "
             "missing or has the wrong size")
 
@@ -788,14 +811,17 @@ def _rule_variance_term(c):
              "of the gradient that flows through the batch variance")
     share = _variance_part_share(c, coefficient)
     if share is not None and abs(share * n - 1) < SHARE_FIT:
-        return (f"{start} is {n - 1}/{n} of its right size: the variance divides by n-1 = {n - 1} (Bessel's "
-                f"correction), so that part carries a factor n/(n-1) = {n}/{n - 1}, which is missing")
+        return (f"{start} is {n - 1}/{n} of its right size, as when the variance is taken as dividing by n = {n}: "
+                f"the forward pass divides by n-1 = {n - 1} (Bessel's correction); follow that factor through "
+                "your derivation")
     if share is not None and abs(share - 1) < SHARE_FIT:
         return f"{start} is missing"
     if share is not None:
         return f"{start} has about {1 - share:.2f} times its right size"
-    return (f"{start} is missing or has the wrong size. That variance divides by n-1 = {n - 1}: check how this "
-            "shows up in that part")
+    if c.bn_gain is not None and c.bn_gain[0].shape == coefficient.shape:
+        return (f"{start} is off by a different factor in each column, as if a per-column quantity (such as "
+                "1/std, or x - mean in place of x̂) were missing or extra in it")
+    return f"{start} is missing or has the wrong size"
 
 
 def _variance_part_share(c, coefficient):
@@ -819,7 +845,7 @@ def _variance_part_share(c, coefficient):
     share = coefficient[used] / part[used]
     if not _fits(torch.full_like(share, share.mean().item()), share, within=SHARE_FIT):
         return None
-    return share.mean().item()
+    return share.mean().item()  # None above: the share differs from column to column
 
 
 def _rule_branch_off(c):
@@ -876,13 +902,14 @@ def _rule_same_local_derivative_for_a_sum(c):
 def _rule_rows_overwritten(c):
     """Some rows right, the others too small: repeated indices kept one write instead of adding up."""
     close = torch.isclose(c.d, c.ref)
-    if c.d.dim() != 2 or not _row_structured(close):
+    if not c.leaf or c.d.dim() != 2 or not _row_structured(close):
         return None
     wrong = ~close.all(1)
-    if not bool((c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5):
+    if wrong.sum() < 2 or not c.d[wrong].any(1).all() or not (c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5:
         return None
     right = int((~wrong).sum())
-    return (f"right in {right:,} of {close.shape[0]:,} rows; the wrong rows are too small, as when a row that is "
+    return (f"right in {right:,} of {_plural(close.shape[0], 'row')}; most wrong rows are too small, as when a row "
+            "that is "
             "used several times keeps only one of its contributions: a write such as `dC[Xb] += demb` or "
             "`dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over the positions, or "
             "index_add_")
@@ -909,10 +936,10 @@ def _rule_partly_right(c):
     nonzero_where_zero = int(((c.d != 0) & (c.ref == 0)).sum())
     pattern = None
     if zero_where_not and not nonzero_where_zero:
-        pattern = (f"{c.dname} is 0 in {zero_where_not:,} entries where the right gradient is not: a contribution "
+        pattern = (f"{c.dname} is 0 in {_plural(zero_where_not, 'entry')} where the right gradient is not: a contribution "
                    "is missing (a tensor used in several places needs += from every use)")
     elif nonzero_where_zero and not zero_where_not:
-        pattern = (f"{c.dname} is non-zero in {nonzero_where_zero:,} entries where the right gradient is exactly "
+        pattern = (f"{c.dname} is non-zero in {_plural(nonzero_where_zero, 'entry')} where the right gradient is exactly "
                    "0: did you forget to multiply by the incoming gradient (chain rule), or give gradient to "
                    "entries the loss does not use?")
     if pattern is None and 0 < n_right < total:
@@ -924,9 +951,11 @@ def _rule_partly_right(c):
     hints = []
     if 0 < n_right < total and c.d.dim() >= 2 and _row_structured(close):
         rows_right = int(close.reshape(close.shape[0], -1).all(1).sum())
-        hints.append(f"right in {rows_right:,} of {close.shape[0]:,} rows; the other rows are wrong")
+        others = close.shape[0] - rows_right
+        hints.append(f"right in {rows_right:,} of {_plural(close.shape[0], 'row')}; "
+                     + ("the other row is wrong" if others == 1 else "the other rows are wrong"))
     elif 0 < n_right < total and (pattern or n_right >= total / 4):
-        hints.append(f"right in {n_right:,} of {total:,} entries ({100 * n_right / total:.0f}%)")
+        hints.append(f"right in {n_right:,} of {_plural(total, 'entry')} ({100 * n_right / total:.0f}%)")
     if pattern:
         hints.append(pattern)
     return "\n".join(hints) or None
@@ -936,6 +965,13 @@ def _rule_wrong_values(c):
     return (f"wrong values (rel err: {c.relerr:.1e}, far above float32 rounding, which stays near "
             f"{FLOAT32_RESOLUTION:.0e}): check the local derivative and what you multiply it by; if this tensor "
             "is used in more than one place, add up the gradient from every use")
+
+
+def _plural(count, noun):
+    """'1 entry', '32 entries', '2 rows'."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count:,} " + (noun[:-1] + "ies" if noun.endswith("y") else noun + "s")
 
 
 def _row_structured(close):
@@ -949,6 +985,7 @@ VALUE_RULES = [
     ("nonfinite", _rule_nonfinite),
     ("reference_nonfinite", _rule_reference_nonfinite),
     ("all_zeros", _rule_all_zeros),
+    ("right_answer_is_zero", _rule_right_answer_is_zero),
     ("transposed", _rule_transposed),
     ("constant_factor", _rule_constant_factor),
     ("almost_right", _rule_almost_right),

@@ -689,3 +689,44 @@ def test_summing_as_the_hint_says_gives_the_right_shape(want, lead, data):
     for dims, keepdim in re.findall(r"\.sum\(\(?([\d, ]+?)\)?(, keepdim=True)?\)", result.hint):
         summed = summed.sum(tuple(int(d) for d in dims.split(",")), keepdim=bool(keepdim))
     assert summed.shape == want
+
+
+def test_a_size_1_dim_in_the_wrong_place_is_a_sum_over_the_wrong_dim():
+    X, dY = torch.randn(3, 3, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64)
+    result = cmp("col", (X * dY).sum(0, keepdim=True), with_grad((X * dY).sum(1, keepdim=True)))
+    assert result.diagnosis == "size_1_dim_moved" and "wrong dim" in result.hint
+    assert "drop the size-1 dim" not in result.hint
+
+
+def test_a_missing_size_1_dim_does_not_claim_a_sum():
+    result = cmp("x", torch.ones(4), with_grad(torch.ones(4, 1)))
+    assert result.diagnosis == "keepdim" and "if it came from a sum" in result.hint and ".view(4, 1)" in result.hint
+
+
+def test_a_single_number_is_not_explained_by_a_constant_factor():
+    x = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    h = torch.tanh(x)
+    h.backward()
+    result = cmp("x", 1 - x.detach()**2, x)  # tanh's derivative at its input: a single wrong number
+    assert result.diagnosis == "tanh_from_its_input"
+    assert cmp("x", -x.grad, x).diagnosis == "constant_factor"  # a sign flip still is one
+    result = cmp("x", x.grad * 0.8, x)
+    assert result.diagnosis == "wrong_values" and "times the right answer" not in result.hint
+
+
+def test_the_label_term_of_a_single_example():
+    logits = torch.randn(27, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.cross_entropy(logits.view(1, -1), torch.tensor([5])).backward()
+    result = cmp("l", torch.softmax(logits.detach(), 0), logits)
+    assert result.diagnosis == "label_term_missing" and "one entry, 1 too high" in result.hint
+
+
+def test_counts_are_spelled_out():
+    ref = torch.randn(4, 4, generator=torch.Generator().manual_seed(9))
+    dt = ref.clone()
+    dt[0] = torch.randn(4, generator=torch.Generator().manual_seed(10))
+    hint = cmp("x", dt, with_grad(ref)).hint
+    assert "right in 3 of 4 rows; the other row is wrong" in hint
+    dt = ref.clone()
+    dt[0, 0] = 0
+    assert "0 in 1 entry where" in cmp("x", dt, with_grad(ref)).hint

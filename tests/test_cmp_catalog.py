@@ -139,7 +139,7 @@ MISTAKES = [
     ("dhprebn fused without 1/n", "hprebn", lambda v, g: _dhprebn_fused(v, g, with_1_over_n=False),
      "constant_factor", ["32 times", "1/32"]),
     ("dhprebn fused without Bessel", "hprebn", lambda v, g: _dhprebn_fused(v, g, bessel=False), "variance_term",
-     ["through the batch variance", "31/32 of its right size", "Bessel", "32/31"]),
+     ["through the batch variance", "31/32 of its right size", "Bessel", "n-1 = 31"]),
     ("dhprebn without the variance path", "hprebn",
      lambda v, g: g["dbndiff"] - 2 * v.bndiff.detach() * g["dbndiff2"] + g["dbnmeani"] / v.n, "variance_term",
      ["through the batch variance is missing"]),
@@ -339,3 +339,32 @@ def test_without_bngain_checked_the_variance_hint_names_no_cause(net, grads, cap
     result = cmp("hprebn", _dhprebn_fused(net, grads, bessel=False), net.hprebn)
     assert result.diagnosis == "variance_term" and "missing or has the wrong size" in result.hint
     assert "Bessel" not in result.hint
+
+
+def test_the_bessel_hint_does_not_give_the_factor_away(net, grads, capsys):
+    _check_everything_before(net, grads, "hprebn")
+    hint = cmp("hprebn", _dhprebn_fused(net, grads, bessel=False), net.hprebn).hint
+    assert "32/31" not in hint and "n/(n-1)" not in hint
+
+
+def test_a_per_column_slip_in_the_variance_part_is_not_called_bessel(net, grads, capsys):
+    """The variance part scaled by s (1/std) in each column: wrong by a different factor per column."""
+    _check_everything_before(net, grads, "hprebn")
+    right = _dhprebn_fused(net, grads)
+    n, xhat = net.n, net.bnraw.detach()
+    part = net.bngain * net.bnvar_inv / (n - 1) * xhat * (grads["dhpreact"] * xhat).sum(0)
+    result = cmp("hprebn", (right + part.detach() * (net.bnvar_inv.detach() - 1)), net.hprebn)
+    assert result.diagnosis == "variance_term" and "different factor in each column" in result.hint
+    assert "Bessel" not in result.hint
+
+
+def test_a_nonzero_db1_is_told_the_right_gradient_is_zero(net, grads, capsys):
+    result = cmp("b1", grads["db1"] + 1e-3, net.b1)
+    assert result.diagnosis == "right_answer_is_zero" and "zero up to float rounding" in result.hint
+
+
+def test_zero_rows_in_an_intermediate_are_not_called_overwritten_rows(net, grads, capsys):
+    dlogits = grads["dlogits"].clone()
+    dlogits[::2] = 0  # half the rows left out on purpose, as with a clipped loss
+    result = cmp("logits", dlogits, net.logits)
+    assert result.diagnosis != "rows_overwritten" and "dC[Xb]" not in result.hint

@@ -20,7 +20,7 @@ import grade
 import grade_class
 import grade_course as gc
 
-TIMEOUT = 20  # per notebook; an exercise-1 notebook takes a few seconds, exercise 4 at 60 steps about 6
+TIMEOUT = 15  # per notebook; an exercise-1 notebook takes 2-4 s here, exercise 4 at 60 steps about 6
 COURSE = gc.load_course()
 N01 = len(COURSE["01"].groups)  # 26 blanks, one check each
 ITEMS01 = ["logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes", "logits",
@@ -272,6 +272,8 @@ def group(name, number="01"):
     ("probs = dlogprobs\ndprobs = dlogprobs", "compare against"),
     ("dprobs = torch.ops.aten.mul(probs, 1)", "torch.ops"),
     ("dprobs = Out[3]", "history"),
+    ("torch.allclose = lambda *args, **kwargs: True\ndprobs = 0", "changes an attribute"),
+    ("dprobs = np.loadtxt('../job.json')", "files"),
     ("%time dprobs = 1", "magic"),
     ("dprobs = (", "not valid Python"),
 ])
@@ -334,7 +336,7 @@ def test_the_same_inputs_give_the_same_outputs(tmp_path):
     outputs = []
     for k in range(2):
         out = tmp_path / f"out{k}"
-        assert grade.main([str(cls), "--out", str(out), "--jobs", "2", "--timeout", str(TIMEOUT), "--no-progress"]) == 0
+        assert grade.main([str(cls), "--out", str(out), "--timeout", str(TIMEOUT), "--no-progress"]) == 0
         outputs.append({p.relative_to(out).as_posix(): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()})
     assert outputs[0] == outputs[1]
     assert sorted(outputs[0]) == ["feedback/a.ipynb.html", "feedback/b/ex2.ipynb.html", "gradebook.csv", "items.csv"]

@@ -50,6 +50,9 @@ BANNED_ATTRIBUTE_PARTS = {  # an attribute whose name contains one of these
 BANNED_ATTRIBUTES = {
     "autograd": "uses torch.autograd", "func": "uses torch.func", "ops": "uses torch.ops",
     "next_functions": "walks autograd's graph", "saved_tensors": "walks autograd's graph",
+    "jit": "compiles code", "library": "defines operators",
+    **{name: "reads or writes files" for name in ["load", "save", "from_file", "fromfile", "tofile", "loadtxt",
+                                                   "savetxt", "genfromtxt", "memmap", "system", "popen"]},
 }
 
 
@@ -375,6 +378,8 @@ def static_check(lines, exercise, group):
             return f"uses a name that starts with an underscore (`{node.arg}`)"
         if isinstance(node, ast.Attribute):
             attr = node.attr
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                return f"changes an attribute (`.{attr} = ...`): an answer may only compute its gradient"
             if attr.startswith("_"):
                 return f"uses an attribute that starts with an underscore (`.{attr}`)"
             if attr in BANNED_ATTRIBUTES:

@@ -7,8 +7,9 @@ The server imports PyTorch, matplotlib and IPython once (seconds), then for each
 the server kills the child's session at the time limit and answers {"returncode", "timed_out"}.
 Each child starts from the same untouched state, so every notebook gets a fresh interpreter.
 
-JOB_DIR/job.json holds {"cells": [source, ...], "watch": [variable names], "capture": [cell indices]}. The shell runs in
-JOB_DIR/notebook (its only neighbours: cmp.py and data/ in JOB_DIR), cell after cell, going on after
+JOB_DIR/job.json holds {"cells": [source, ...], "watch": [variable names], "capture": [cell indices]};
+the child reads it, deletes it, and runs the cells in an IPython shell in JOB_DIR/notebook (its only
+neighbours: cmp.py and data/ in JOB_DIR), cell after cell, going on after
 a cell that raises (like nbclient's allow_errors). After every cell it rewrites JOB_DIR/progress.json
 atomically: what each cell raised, a capped copy of what it printed, and cmp's registry
 (`cmp.summary().results`). So when the process dies or is killed on timeout, the grader still
@@ -95,6 +96,7 @@ def snapshot():
 def run_job(job_dir):
     with open(os.path.join(job_dir, "job.json")) as f:
         job = json.load(f)
+    os.remove(os.path.join(job_dir, "job.json"))  # it holds the solution's code: gone before any cell runs
     progress_path = os.path.join(job_dir, "progress.json")
     progress = {"cells": [], "running": None, "results": [], "watch": {}, "done": False}
 

@@ -905,10 +905,11 @@ def _rule_rows_overwritten(c):
     if not c.leaf or c.d.dim() != 2 or not _row_structured(close):
         return None
     wrong = ~close.all(1)
-    if wrong.sum() < 2 or not c.d[wrong].any(1).all() or not (c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5:
+    if not c.d[wrong].any(1).all() or not (c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5:
         return None
     right = int((~wrong).sum())
-    return (f"right in {right:,} of {_plural(close.shape[0], 'row')}; most wrong rows are too small, as when a row "
+    which = "the wrong row is" if int(wrong.sum()) == 1 else "most wrong rows are"
+    return (f"right in {right:,} of {_plural(close.shape[0], 'row')}; {which} too small, as when a row "
             "that is "
             "used several times keeps only one of its contributions: a write such as `dC[Xb] += demb` or "
             "`dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over the positions, or "

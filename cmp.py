@@ -551,9 +551,8 @@ def _dtype_name(x):
 
 def _rounding_hint(relerr, tname):
     if relerr > 1e-3:
-        return (f"every value is tiny (zero up to float rounding), so torch.allclose accepts it "
-                f"(rel err: {relerr:.1e}); right if the true gradient is 0, as for logit_maxes or for b1 "
-                "before BatchNorm")
+        return ("every value is tiny (zero up to float rounding), so torch.allclose accepts it: right if "
+                f"the loss does not depend on {tname}, whose true gradient is then 0 (like b1's before BatchNorm)")
     return f"not bit-identical, only float rounding, not a mistake (rel err: {relerr:.1e})"
 
 
@@ -683,6 +682,26 @@ def _factor_meaning(f, sizes):
     return f"{sign}a constant in the formula is wrong"
 
 
+def _rule_factor_per_slice(c):
+    """d = ref times a factor that is the same along one dim but changes along another."""
+    if c.d.dim() < 2:
+        return None
+    used = c.ref.abs() > FIT * _max_abs(c.ref)
+    ratio = torch.where(used, c.d / torch.where(used, c.ref, torch.ones_like(c.ref)), torch.nan)
+    for dim in range(c.d.dim()):
+        if c.d.shape[dim] < 2:
+            continue
+        factor = ratio.nanmean(dim, keepdim=True)
+        if not torch.isfinite(factor).all() or not _fits(factor * c.ref, c.d):
+            continue
+        if _fits(torch.full_like(factor, factor.mean().item()), factor):
+            return None  # one constant: the constant-factor rule's case
+        return (f"{c.dname} is the right answer times a factor that is the same along dim {dim} but changes "
+                f"along the other dims: a quantity broadcast along dim {dim} (e.g. a per-column gain or 1/std, "
+                "or a per-row sum) is missing, extra or the wrong one")
+    return None
+
+
 def _rule_almost_right(c):
     if c.relerr >= ALMOST_RIGHT:
         return None
@@ -735,10 +754,13 @@ def _rule_tanh_from_its_input(c):
     right_local = 1 - torch.tanh(c.x) ** 2
     if (right_local == 0).any():
         return None
-    if not _explains(c.ref * (1 - c.x ** 2) / right_local, c.d, c.ref):
-        return None
-    return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
-            "1 - a**2 uses tanh's OUTPUT a = tanh(z), the tensor that came out of the tanh")
+    if _explains(c.ref * (1 - c.x ** 2) / right_local, c.d, c.ref):
+        return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
+                "1 - a**2 uses tanh's OUTPUT a = tanh(z), the tensor that came out of the tanh")
+    if _explains(c.ref * (1 - torch.tanh(torch.tanh(c.x)) ** 2) / right_local, c.d, c.ref):
+        return (f"{c.dname} matches 1 - tanh(a)**2 with a = tanh({c.tname}), tanh applied twice: the output "
+                "a = tanh(z) is already there, and the derivative is 1 - a**2")
+    return None
 
 
 def _rule_epsilon_left_out(c):
@@ -964,8 +986,8 @@ def _rule_partly_right(c):
 
 def _rule_wrong_values(c):
     return (f"wrong values (rel err: {c.relerr:.1e}, far above float32 rounding, which stays near "
-            f"{FLOAT32_RESOLUTION:.0e}): check the local derivative and what you multiply it by; if this tensor "
-            "is used in more than one place, add up the gradient from every use")
+            f"{FLOAT32_RESOLUTION:.0e}): check the local derivative and what you multiply it by, and, if this "
+            "tensor is used in more than one place, that you add up the gradient from every use")
 
 
 def _plural(count, noun):
@@ -990,6 +1012,7 @@ VALUE_RULES = [
     ("transposed", _rule_transposed),
     ("constant_factor", _rule_constant_factor),
     ("almost_right", _rule_almost_right),
+    ("factor_per_slice", _rule_factor_per_slice),
     ("added_instead_of_multiplied", _rule_added_instead_of_multiplied),
     ("local_derivative_only", _rule_local_derivative_only),
     ("tanh_from_its_input", _rule_tanh_from_its_input),

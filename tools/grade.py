@@ -58,6 +58,7 @@ TRAINING = "training"
 TRAINING_TOLERANCE = 0.05  # the validation loss may exceed the solution's by this much at the same step count
 DEFAULT_TIMEOUT = 120
 DEFAULT_TRAIN_STEPS = 1000
+RETRIES = 2  # times a notebook is graded again without an answer that ran out of time
 
 
 class UsageError(Exception):
@@ -226,7 +227,7 @@ def prepare(path, course):
     return "graded", number, "", gc.assemble(exercise, answers)
 
 
-def score(exercise, reference, plan, run, timeout, train_steps):
+def score(exercise, reference, plan, run, timeout, train_steps, slow=()):
     """(status, message, [item dicts]) for a submission's run."""
     progress = run["progress"]
     final = {r["name"]: r for r in progress["results"]}
@@ -238,6 +239,8 @@ def score(exercise, reference, plan, run, timeout, train_steps):
         kind, sentence = notes.get(group.key, ("ok", None))
         if kind == "ok":
             continue
+        if group.key in plan.skip:
+            kind = "timeout"
         names = {n[1:] for n in group.names if n.startswith("d")}
         for item in reference.items:
             if item in names or reference.item_cell.get(item) == plan.cell_of_group.get(group.key):
@@ -266,8 +269,8 @@ def score(exercise, reference, plan, run, timeout, train_steps):
             entry["hint"] = (f"validation loss after {train_steps:,} training steps: {got}; the solution reaches "
                              f"{ref:.3f}, and at most {need:.3f} counts. Training runs only once every gradient "
                              "of the check is right.")
-        elif item in rejected and rejected[item][0] == "rejected":
-            entry.update(status="rejected", hint=rejected[item][1], diagnosis="rejected")
+        elif item in rejected and rejected[item][0] in ("rejected", "timeout"):
+            entry.update(status=rejected[item][0], hint=rejected[item][1], diagnosis=rejected[item][0])
         elif item in results:
             r = results[item]
             entry.update(points=1 if r["passed"] else 0, status=r["status"], hint=r["hint"] or "",
@@ -297,7 +300,12 @@ def score(exercise, reference, plan, run, timeout, train_steps):
         status, message = "error", f"the kernel died ({how}) in {where}; items before it are graded"
     else:
         status, parts = "graded", []
-        bad = [f"`{n}`" for g in exercise.groups if notes.get(g.key, ("ok",))[0] == "rejected" for n in g.names]
+        if slow:
+            status = "timeout"
+            parts.append(f"{_some([f'`{n}`' for n in slow])} did not finish within the time limit ({timeout:g} s; "
+                         "an endless loop?) and scored 0; the rest was graded in another run without it")
+        bad = [f"`{n}`" for g in exercise.groups if notes.get(g.key, ("ok",))[0] == "rejected"
+               and g.key not in plan.skip for n in g.names]
         if bad:
             parts.append(f"{len(bad)} answer(s) not run, see feedback: " + _some(bad))
         missing = [f"`{n}`" for g in exercise.groups if notes.get(g.key, ("ok",))[0] == "missing" for n in g.names]
@@ -438,7 +446,7 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
     needed = sorted({number for _, number, _, plan in prepared.values() if plan is not None})
 
     scratch = tempfile.mkdtemp(prefix="backprop-ninja-grade-")
-    runs, references, slots, local = {}, {}, [], threading.local()
+    runs, references, slots, local, timed_out = {}, {}, [], threading.local(), {}
 
     def run(plan, ex):
         if not hasattr(local, "slot"):
@@ -450,21 +458,39 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
     try:
         tasks = {(kind, n): (gc.assemble(course[n], answers), course[n])
                  for n in needed for kind, answers in [("reference", "solution"), ("blank", {})]}
+        reference_plans = {n: tasks[("reference", n)][0] for n in needed}
         tasks.update({("submission", sid): (plan, course[number])
                       for sid, (_, number, _, plan) in prepared.items() if plan is not None})
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
                 tqdm(total=len(tasks), desc="grading", unit="notebook", disable=not progress_bar) as bar:
-            futures = {pool.submit(run, plan, ex): key for key, (plan, ex) in tasks.items()}
-            for future in as_completed(futures):
-                runs[futures[future]] = future.result()
-                bar.update()
+            for attempt in range(1 + RETRIES):
+                futures = {pool.submit(run, plan, ex): key for key, (plan, ex) in tasks.items()}
+                for future in as_completed(futures):
+                    runs[futures[future]] = future.result()
+                    bar.update()
+                # an answer that did not finish in time is skipped, and the notebook graded again without it
+                tasks = {}
+                for sid, (status, number, message, plan) in list(prepared.items()):
+                    run_ = runs.get(("submission", sid))
+                    if plan is None or not run_["timed_out"]:
+                        continue
+                    slow = plan.groups_in_cell(course[number], run_["progress"].get("running"))
+                    if slow:
+                        why = (f"not run: it did not finish within the time limit ({timeout:g} s) in an earlier run "
+                               "(an endless loop?), so the notebook was graded again without it")
+                        plan = gc.assemble(course[number], plan.answers, {**plan.skip, **{g.key: why for g in slow}})
+                        prepared[sid] = (status, number, message, plan)
+                        timed_out.setdefault(sid, []).extend(n for g in slow for n in g.names)
+                        tasks[("submission", sid)] = (plan, course[number])
+                bar.total += len(tasks)
+                if not tasks:
+                    break
     finally:
         for slot in slots:
             slot.close()
         shutil.rmtree(scratch, ignore_errors=True)
     for n in needed:
-        plan = tasks[("reference", n)][0]
-        references[n] = Reference(course[n], plan, runs[("reference", n)], runs[("blank", n)])
+        references[n] = Reference(course[n], reference_plans[n], runs[("reference", n)], runs[("blank", n)])
         problems = references[n].problems()
         if references[n].demonstrations and not problems:
             print(f"note: solutions/{course[n].name}: checks not graded (the solution fails them, or they pass "
@@ -483,7 +509,8 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
         items, run = [], None
         if plan is not None:
             run = runs[("submission", sid)]
-            status, message, items = score(exercise, references[number], plan, run, timeout, train_steps)
+            status, message, items = score(exercise, references[number], plan, run, timeout, train_steps,
+                                           timed_out.get(sid, []))
             if not items:
                 message = "; ".join(filter(None, [message, "nothing to grade: none of this notebook's checks "
                                                            "depends on the answers"]))

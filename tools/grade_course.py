@@ -401,10 +401,18 @@ class Plan:
     cell_of_group: dict       # group key -> index of the graded cell holding it
     notes: dict               # group key -> ("rejected" | "missing" | "ok", sentence or None)
     captures: dict = field(default_factory=dict)  # function name -> cell whose results grade it alone
+    answers: object = None    # what it was made from, to make it again without an answer (see skip)
+    skip: dict = field(default_factory=dict)
+
+    def groups_in_cell(self, exercise, index):
+        """The groups whose code runs in graded cell `index` (its answer cell, or its function's check)."""
+        return [g for g in exercise.groups if self.cell_of_group.get(g.key) == index
+                or (g.function and self.captures.get(g.function) == index)]
 
 
-def assemble(exercise, answers):
+def assemble(exercise, answers, skip=None):
     """A Plan. answers: {group key: lines or None}; the literal string "solution" runs the solution.
+    skip: {group key: why}: groups not run (e.g. they did not finish in time before).
 
     Answer functions (exercise 4) are also graded one at a time: after the notebook's check cell, the
     check runs once per function with that function the student's and the others the solution's
@@ -444,7 +452,10 @@ def assemble(exercise, answers):
                 continue
             group = part[1]
             given = group.solution if answers == "solution" else answers.get(group.key)
-            if given is None:
+            if group.key in (skip or {}):
+                notes[group.key] = ("rejected", skip[group.key])
+                given = group.placeholders
+            elif given is None:
                 notes[group.key] = ("missing", "no code found where the TODO line was (cell deleted, or the "
                                                "line removed): graded as not done")
                 given = group.placeholders
@@ -472,4 +483,4 @@ def assemble(exercise, answers):
         if restore:
             cells.append("\n".join(["# grader: the solution's values, so that later cells start from right ones"]
                                    + restore))
-    return Plan(cells, cell_of_group, notes, captures)
+    return Plan(cells, cell_of_group, notes, captures, answers, dict(skip or {}))

@@ -256,8 +256,9 @@ def _names(name, kind="cmp"):
     """How messages call your gradient and the tensor: `dlogits` and `logits` for cmp("logits", ...)."""
     if kind == "numerical":
         return "dx", "x"
-    if name.isidentifier():
-        return "d" + name, name
+    first = name.split(" (")[0]  # e.g. "hprebn (paths)": a variant of hprebn's gradient
+    if first.isidentifier():
+        return "d" + first, first
     return "dt", "t"
 
 
@@ -804,9 +805,10 @@ def _rule_label_term_missing(c):
     values = error[wrong]
     if not _fits(torch.full_like(values, values.mean().item()), values) or not (ref[wrong] < 0).all():
         return None
-    amount = Fraction(values.mean().item()).limit_denominator(MAX_DENOMINATOR)
+    amount = abs(Fraction(values.mean().item()).limit_denominator(MAX_DENOMINATOR))
+    direction = "high" if values.mean().item() > 0 else "low"
     where = "one entry per row, each" if c.d.dim() == 2 else "one entry,"
-    return (f"{c.dname} is right except in {where} {amount} too {'high' if amount > 0 else 'low'}; "
+    return (f"{c.dname} is right except in {where} {amount} too {direction}; "
             "that is where the right gradient is negative: the label. The part of "
             "the loss that depends on the label directly (the -l_y of -log p_y = -l_y + log sum exp l) is "
             "missing or has the wrong size")
@@ -888,8 +890,8 @@ def _rule_branch_off(c):
             continue
         k_text = str(Fraction(k).limit_denominator(MAX_DENOMINATOR))
         if k > 0:
-            return (f"the branch through `{name}` is missing or too small: {c.dname} lacks d{name} × {k_text}, "
-                    "broadcast to this shape")
+            return (f"the branch through `{name}` is missing or too small: what {c.dname} lacks is a multiple of "
+                    f"d{name}, broadcast to this shape")
         text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {k_text[1:]} too much of it, "
                 "broadcast to this shape")
         n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
@@ -986,8 +988,7 @@ def _rule_partly_right(c):
 
 def _rule_wrong_values(c):
     return (f"wrong values (rel err: {c.relerr:.1e}, far above float32 rounding, which stays near "
-            f"{FLOAT32_RESOLUTION:.0e}): check the local derivative and what you multiply it by, and, if this "
-            "tensor is used in more than one place, that you add up the gradient from every use")
+            f"{FLOAT32_RESOLUTION:.0e}): check the local derivative and the gradient you multiply it by")
 
 
 def _plural(count, noun):
@@ -1074,8 +1075,11 @@ class Summary:
 
     def __str__(self):
         first = self._first_to_fix()
+        checked = self._checked()
+        if not checked:
+            return "\n".join(line for line in (self._not_done_line(), self.count_line()) if line)
         rows = [("", "name", "status", "maxdiff", "hint")]
-        for r in self._checked():
+        for r in checked:
             hint = "" if r else _short(r.hint)
             rows.append((_mark(r, r.name == first), r.name, str(r.status), f"maxdiff: {r.maxdiff:.1e}", hint))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]

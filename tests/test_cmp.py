@@ -730,3 +730,22 @@ def test_counts_are_spelled_out():
     dt = ref.clone()
     dt[0, 0] = 0
     assert "0 in 1 entry where" in cmp("x", dt, with_grad(ref)).hint
+
+
+def test_a_label_entry_too_low_is_said_without_a_double_negative():
+    logits = torch.randn(27, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.cross_entropy(logits.view(1, -1), torch.tensor([5])).backward()
+    dt = logits.grad.clone()
+    dt[5] -= 1
+    hint = cmp("l", dt, logits).hint
+    assert "one entry, 1 too low" in hint and "-1 too" not in hint
+
+
+def test_a_variant_name_keeps_the_tensor_name_in_messages():
+    result = cmp("hprebn (paths)", torch.ones(3), with_grad(torch.ones(3, 1)))
+    assert "dhprebn has shape (3,) but hprebn has shape (3, 1)" in result.hint
+
+
+def test_an_empty_summary_has_no_empty_table(t, capsys):
+    cmp("a", None, t)
+    assert str(summary()) == "not done yet (1): a\n0 of 1 correct"

@@ -35,6 +35,7 @@ import html
 import io
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -84,7 +85,8 @@ class Slot:
         self.process = subprocess.Popen([sys.executable, "-I", str(WORKER), "--serve"], cwd=self.scratch, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         text=True, start_new_session=True)
-        if not self.process.stdout.readline():
+        if not self._readline(600):
+            self.close()
             raise UsageError(f"the grader's worker did not start with {sys.executable}: run the grader with the "
                              "course's Python, .venv/bin/python (it needs torch and IPython)")
 
@@ -96,13 +98,18 @@ class Slot:
             try:
                 self.process.stdin.write(json.dumps({"job": str(job), "timeout": timeout}) + "\n")
                 self.process.stdin.flush()
-                answer = self.process.stdout.readline()
+                answer = self._readline(timeout + 60)  # the server enforces the limit; this is a backstop
             except (BrokenPipeError, OSError):
                 answer = ""
             if answer:
                 return json.loads(answer)
             self.close()  # the server itself died: start a new one and try once more
         return {"returncode": None, "timed_out": False}
+
+    def _readline(self, seconds):
+        """One line from the server, or "" if none comes within `seconds` (or it closed its end)."""
+        ready, _, _ = select.select([self.process.stdout], [], [], seconds)
+        return self.process.stdout.readline() if ready else ""
 
     def close(self):
         if self.process is None:

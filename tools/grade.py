@@ -16,9 +16,11 @@ moved the cell). An answer that reads `.grad`, calls `backward`, `torch.autograd
 graded notebook runs in a fresh Python process (an IPython shell) in a temporary folder holding only
 cmp.py, data/ and names.txt; the reference gradients are autograd's, computed by the solution's own
 forward pass and `loss.backward()` there. After each top-level answer the solution's values are
-restored, so one wrong gradient costs one item, not every item after it. Each item's result is cmp's
-CheckResult (status, hint, diagnosis). The items of an exercise are what its solution notebook checks:
-the grader runs each solution first (which must score full marks) and grades the same checks.
+restored, so one wrong gradient costs one item, not every item after it; answer functions (exercise 4)
+are checked one at a time, the others being the solution's. An answer still running at the time limit
+scores 0 and the notebook is graded again without it. Each item's result is cmp's CheckResult (status,
+hint, diagnosis). The items of an exercise are the checks its solution passes and its unfilled exercise
+does not: the grader runs both first, the same way.
 
 Writes OUT_DIR/gradebook.csv (one row per submission, sorted; columns submission, exercise, score,
 max_score, status, message, then one column per item "NN:name" holding the points), OUT_DIR/items.csv

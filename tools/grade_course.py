@@ -13,7 +13,6 @@
 import ast
 import difflib
 import json
-import re
 import sys
 import textwrap
 from dataclasses import dataclass, field

@@ -79,11 +79,12 @@ class Slot:
         self.scratch, self.train_steps, self.process = Path(scratch), train_steps, None
 
     def start(self):
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.scratch), "LANG": "C.UTF-8",
-            "CMP_STRICT": "0", "NINJA_TRAIN_STEPS": str(self.train_steps), "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self.scratch / "matplotlib"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        }
+        env = dict(os.environ)  # the machine's settings (library paths ...), then the grader's
+        env.update({
+            "HOME": str(self.scratch), "CMP_STRICT": "0", "NINJA_TRAIN_STEPS": str(self.train_steps),
+            "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(self.scratch / "matplotlib"),
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",  # one core per job: --jobs N uses N cores
+        })
         self.process = subprocess.Popen([sys.executable, "-I", str(WORKER), "--serve"], cwd=self.scratch, env=env,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                         text=True, start_new_session=True)

@@ -712,10 +712,11 @@ def _rule_almost_right(c):
 
 
 def _elementwise_consumer(c):
-    """(name, incoming gradient) of the nearest checked tensor made from this one entry by entry, or None."""
+    """(name, incoming gradient, where it is non-zero) of the nearest checked tensor made from this one
+    entry by entry, or None."""
     for name, u, grad in c.consumers[:1]:
         if grad.shape == c.d.shape:
-            return name, grad
+            return name, grad, grad.abs() > FIT * _max_abs(grad)
     return None
 
 
@@ -724,8 +725,7 @@ def _rule_added_instead_of_multiplied(c):
     found = _elementwise_consumer(c)
     if not found:
         return None
-    name, incoming = found
-    used = incoming.abs() > FIT * _max_abs(incoming)
+    name, incoming, used = found
     if used.sum() < max(2, used.numel() // 2):
         return None
     local = c.ref[used] / incoming[used]
@@ -740,8 +740,7 @@ def _rule_local_derivative_only(c):
     found = _elementwise_consumer(c)
     if not found:
         return None
-    name, incoming = found
-    used = incoming.abs() > FIT * _max_abs(incoming)
+    name, incoming, used = found
     if used.sum() < 1 or not _explains(c.ref[used] / incoming[used], c.d[used], c.ref[used]):
         return None
     return (f"{c.dname} looks like the local derivative alone: multiply it by the gradient arriving from "

@@ -1172,7 +1172,7 @@ def rel_error(a, b):
     return ((a - b).abs() / (a.abs() + b.abs()).clamp(min=1e-8)).max().item()
 
 
-def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None):
+def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True):
     """Compare your dx (the gradient of sum(f(x) * dout) w.r.t. x) with finite differences.
 
     Prints `name | rel err: ... | verdict`, with cs231n's thresholds on rel_error:
@@ -1182,12 +1182,13 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None):
         1e-4 to 1e-2        "suspicious"
         above 1e-2          "wrong"
     The returned CheckResult is truthy when rel err < 1e-4 (correct or probably correct).
-    Strict mode works as for cmp. Errors raised by f itself are not caught (f must accept float64).
+    Strict mode and record= work as for cmp. Errors raised by f itself are not caught (f must accept float64).
     """
     name = str(name)
     result = _check_numerically(name, f, x, dout, dx, h)
     print(_report(result))
-    _record(result, None)
+    if record:
+        _record(result, None)
     _raise_if_strict(result, strict)
     return result
 

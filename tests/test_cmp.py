@@ -749,3 +749,9 @@ def test_a_variant_name_keeps_the_tensor_name_in_messages():
 def test_an_empty_summary_has_no_empty_table(t, capsys):
     cmp("a", None, t)
     assert str(summary()) == "not done yet (1): a\n0 of 1 correct"
+
+
+def test_a_numerical_check_with_record_false_stays_out_of_the_summary(capsys):
+    x = torch.randn(3, dtype=torch.float64)
+    check_numerically("demo", torch.tanh, x, torch.ones(3), -x, record=False)
+    assert summary().total == 0

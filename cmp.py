@@ -484,8 +484,8 @@ def _view_code(shape):
     return f".view({', '.join(map(str, shape))})" if shape else ".reshape(())"
 
 
-_TRANSPOSE_FIX = ("swap the matmul operands and transpose: for y = a @ b, da = dy @ b.T and db = a.T @ dy "
-                  "(check which operand you transposed)")
+_TRANSPOSE_FIX = ("for y = a @ b, da = dy @ b.T and db = a.T @ dy: check which operand you transposed and in "
+                  "which order you multiplied")
 
 
 def _squeeze(shape):

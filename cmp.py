@@ -813,6 +813,20 @@ def _rule_label_term_missing(c):
             "missing or has the wrong size")
 
 
+def _rule_softmax_over_the_wrong_dim(c):
+    """A softmax of t taken over dim 0 where the right one is over dim 1 (or the other way round)."""
+    if c.x is None or c.d.dim() != 2 or c.x.shape != c.d.shape:
+        return None
+    swap = torch.softmax(c.x, 0) - torch.softmax(c.x, 1)
+    for scale in (1 / c.d.shape[0], 1.0):
+        for sign in (1, -1):
+            if _explains(c.ref + sign * scale * swap, c.d, c.ref):
+                right_dim = 1 if sign == 1 else 0
+                return (f"{c.dname} differs from the right answer by exactly a softmax of {c.tname} over the other "
+                        f"dim: here the probabilities are taken along dim {right_dim}")
+    return None
+
+
 def _standardised_columns(x):
     """(x - column mean) / column std (Bessel-corrected, with the lecture's eps), float64."""
     n = x.shape[0]
@@ -1019,6 +1033,7 @@ VALUE_RULES = [
     ("epsilon_left_out", _rule_epsilon_left_out),
     ("power_rule_added", _rule_power_rule_added),
     ("label_term_missing", _rule_label_term_missing),
+    ("softmax_over_the_wrong_dim", _rule_softmax_over_the_wrong_dim),
     ("variance_term", _rule_variance_term),
     ("branch_off", _rule_branch_off),
     ("same_local_derivative_for_a_sum", _rule_same_local_derivative_for_a_sum),

@@ -213,9 +213,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
         if result.status == Status.WRONG:
             upstream = _wrong_upstream(name, t)
             if upstream:
-                result = replace(result, hint=result.hint + (
-                    f"\n`{upstream}`, checked before this one, is wrong too and is computed from this "
-                    "tensor: its error flows into this gradient, so fix it first"))
+                result = _blame_upstream(result, upstream)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
         if _is_strict(strict):
             raise
@@ -226,6 +224,16 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
         _record(result, t)
     _raise_if_strict(result, strict)
     return result
+
+
+def _blame_upstream(result, upstream):
+    """A wrong gradient computed from a wrong earlier one: say so. Its values then carry the earlier error,
+    so a value diagnosis could name a cause that is not there: it is replaced; a shape or dtype one is kept."""
+    blame = (f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
+             "its error flows into this gradient, so fix it first, then check this one again")
+    if result.diagnosis in _VALUE_RULE_IDS:
+        return replace(result, hint=blame, diagnosis="wrong_upstream")
+    return replace(result, hint=result.hint + "\n" + blame)
 
 
 def _report(result):
@@ -579,6 +587,7 @@ class ValueCase:
     consumers: tuple = ()  # (name, tensor, reference gradient) of checked tensors computed from this one
     bn_gain: tuple = None  # (values, reference gradient) of a checked tensor named bngain, float64
     leaf: bool = False     # the tensor is a leaf (a parameter such as an embedding table)
+    rounding: tuple = None # (dtype name, its relative rounding error) of the gradient; None for check_numerically
 
     @property
     def error(self):
@@ -596,7 +605,15 @@ def _value_case(name, d, ref, t, relerr, dname, tname):
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
-                     frozenset(s for s in sizes if s > 1), consumers, bn_gain, t.grad_fn is None)
+                     frozenset(s for s in sizes if s > 1), consumers, bn_gain, t.grad_fn is None,
+                     _rounding_of(ref.dtype))
+
+
+def _rounding_of(dtype):
+    """('float32', 1e-07): how a dtype is called and the size of its relative rounding errors."""
+    if not dtype.is_floating_point:
+        return None
+    return str(dtype).replace("torch.", ""), FLOAT32_RESOLUTION if dtype == torch.float32 else torch.finfo(dtype).eps
 
 
 def _rule_nonfinite(c):
@@ -756,10 +773,10 @@ def _rule_tanh_from_its_input(c):
         return None
     if _explains(c.ref * (1 - c.x ** 2) / right_local, c.d, c.ref):
         return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
-                "1 - a**2 uses tanh's OUTPUT a = tanh(z), the tensor that came out of the tanh")
+                "1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
     if _explains(c.ref * (1 - torch.tanh(torch.tanh(c.x)) ** 2) / right_local, c.d, c.ref):
-        return (f"{c.dname} matches 1 - tanh(a)**2 with a = tanh({c.tname}), tanh applied twice: the output "
-                "a = tanh(z) is already there, and the derivative is 1 - a**2")
+        return (f"{c.dname} matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice: the output "
+                "y = tanh(x) is already there, and the derivative is 1 - y**2")
     return None
 
 
@@ -1000,8 +1017,11 @@ def _rule_partly_right(c):
 
 
 def _rule_wrong_values(c):
-    return (f"wrong values (rel err: {c.relerr:.1e}, far above float32 rounding, which stays near "
-            f"{FLOAT32_RESOLUTION:.0e}): check the local derivative and the gradient you multiply it by")
+    check = "check the local derivative and the gradient you multiply it by"
+    if c.rounding is None:
+        return f"wrong values: {check}"
+    return (f"wrong values (rel err: {c.relerr:.1e}, far above {c.rounding[0]} rounding, which stays near "
+            f"{c.rounding[1]:.0e}): {check}")
 
 
 def _plural(count, noun):
@@ -1042,7 +1062,8 @@ VALUE_RULES = [
     ("partly_right", _rule_partly_right),
     ("wrong_values", _rule_wrong_values),
 ]
-RULES = [rule_id for rule_id, _ in SHAPE_RULES + VALUE_RULES]
+RULES = [rule_id for rule_id, _ in SHAPE_RULES + VALUE_RULES] + ["wrong_upstream"]
+_VALUE_RULE_IDS = {rule_id for rule_id, _ in VALUE_RULES}
 
 
 # ---------------------------------------------------------------------------

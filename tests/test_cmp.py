@@ -755,3 +755,24 @@ def test_a_numerical_check_with_record_false_stays_out_of_the_summary(capsys):
     x = torch.randn(3, dtype=torch.float64)
     check_numerically("demo", torch.tanh, x, torch.ones(3), -x, record=False)
     assert summary().total == 0
+
+
+def test_below_a_wrong_gradient_only_the_blame_is_given_for_values(capsys):
+    """dy = 2 * the right one here, but so is dz above it: "2 times" could be only z's error."""
+    w, y, z, v, u = chain()
+    cmp("z", z.grad * 2, z)
+    result = cmp("y", y.grad * 2, y)
+    assert result.diagnosis == "wrong_upstream" and "2 times" not in result.hint
+    assert "fix it first, then check this one again" in result.hint
+    shape = cmp("w", w.grad.view(4, 1), w)  # a shape slip is the student's own: kept, with the blame
+    assert shape.diagnosis == "keepdim" and "fix it first" in shape.hint
+
+
+def test_the_generic_hint_names_the_rounding_of_the_gradients_dtype(capsys):
+    g = torch.Generator().manual_seed(11)
+    ref = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    result = cmp("x", ref + torch.randn(6, 5, generator=g, dtype=torch.float64), with_grad(ref))
+    assert result.diagnosis == "wrong_values" and "float64 rounding, which stays near 2e-16" in result.hint
+    x = torch.randn(5, dtype=torch.float64)
+    result = check_numerically("x", torch.tanh, x, torch.ones(5), torch.randn(5, dtype=torch.float64))
+    assert result.hint.splitlines()[-1].startswith("wrong values: check")  # no second, different rel err

@@ -79,6 +79,8 @@ FLOAT32_RESOLUTION = 1e-7   # float32 rounding gives relative errors of about th
 ALMOST_RIGHT = 1e-5         # a wrong answer this close (rel err) is "almost right", not a formula slip
 FIT = 1e-4                  # how closely an explanation must reproduce your answer to be named
 ZERO_ANSWER = 1e-3          # a right answer whose largest value is this small relative to yours is "zero"
+NOISE = 1e-4                # ... and this small relative to the gradients flowing into it: rounding noise
+NOISE_WITHOUT_NEIGHBOURS = 1e-6  # ... or, when no neighbour was checked, this small (the lecture's gradients: 1e-3 and up)
 SHARE_FIT = 0.02            # the variance part of a fused BatchNorm gradient is measured to within 2%
 MAX_DENOMINATOR = 256       # constant factors are named as fractions with denominators up to this
 BN_EPS = 1e-5               # the epsilon the lecture's BatchNorm adds to the variance
@@ -103,6 +105,8 @@ class CheckResult:
     status     a Status
     kind       "cmp" or "numerical" (made by check_numerically; then exact is always False)
     diagnosis  the id of the rule that gave the hint (see RULES), e.g. "constant_factor"
+    values_right  the numbers are right and only the shape or dtype is not (an error that does not
+               spread to the gradients computed from this one)
     """
     name: str
     exact: bool
@@ -113,6 +117,7 @@ class CheckResult:
     status: Status = Status.WRONG
     kind: str = "cmp"
     diagnosis: str = None
+    values_right: bool = False
 
     def __bool__(self):
         return bool(self.approx)
@@ -168,9 +173,11 @@ def _steps_back(u, t, limit=200):
 
 
 def _wrong_upstream(name, t):
-    """The first recorded wrong check whose tensor was computed from t: its error flows into t's gradient."""
+    """The first recorded check with wrong values whose tensor was computed from t: its error can flow into
+    t's gradient (a wrong shape or dtype with the right numbers does not count)."""
     for other, result in _results.items():
-        if other != name and result.status == Status.WRONG and _steps_back(_tensors.get(other), t):
+        if (other != name and result.status == Status.WRONG and not result.values_right
+                and _steps_back(_tensors.get(other), t)):
             return other
     return None
 
@@ -227,13 +234,18 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
 
 
 def _blame_upstream(result, upstream):
-    """A wrong gradient computed from a wrong earlier one: say so. Its values then carry the earlier error,
-    so a value diagnosis could name a cause that is not there: it is replaced; a shape or dtype one is kept."""
-    blame = (f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
-             "its error flows into this gradient, so fix it first, then check this one again")
-    if result.diagnosis in _VALUE_RULE_IDS:
-        return replace(result, hint=blame, diagnosis="wrong_upstream")
-    return replace(result, hint=result.hint + "\n" + blame)
+    """A wrong gradient below a wrong earlier one it may be computed from: say so.
+
+    A loose value diagnosis (a factor, some rows or entries wrong) could describe only the inherited error,
+    so it is replaced. A local one (LOCAL_RULES: a precise wrong formula for this step) and a shape or
+    dtype one are the student's own: kept, with the note."""
+    if result.diagnosis in _VALUE_RULE_IDS and result.diagnosis not in LOCAL_RULES:
+        return replace(result, diagnosis="wrong_upstream", hint=(
+            f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
+            "its error flows into this gradient if you used it, so fix it first, then check this one again"))
+    return replace(result, hint=result.hint + (
+        f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, "
+        "fix it first"))
 
 
 def _report(result):
@@ -289,8 +301,10 @@ def _check(name, dt, t, atol):
     maxdiff, relerr = _differences(d, ref)
     dname, tname = _names(name)
     if d.shape != ref.shape:
-        rule, hint = _diagnose(SHAPE_RULES, ShapeCase(d, ref, dname, tname))
-        return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule)
+        case = ShapeCase(d, ref, dname, tname)
+        rule, hint = _diagnose(SHAPE_RULES, case)
+        return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
+                           values_right=case.right_values)
 
     if d.dtype != ref.dtype:
         right_values = torch.allclose(d.to(ref.dtype), ref, atol=atol) or (
@@ -300,7 +314,8 @@ def _check(name, dt, t, atol):
         if not right_values:
             value_rule, value_hint = _diagnose(VALUE_RULES, _value_case(name, d, ref, t, relerr, dname, tname))
             rule, hints = f"dtype+{value_rule}", hints + [value_hint]
-        return CheckResult(name, False, False, maxdiff, relerr, "\n".join(hints), Status.WRONG, diagnosis=rule)
+        return CheckResult(name, False, False, maxdiff, relerr, "\n".join(hints), Status.WRONG, diagnosis=rule,
+                           values_right=right_values)
 
     if torch.equal(d, ref):
         return CheckResult(name, True, True, maxdiff, relerr, None, Status.EXACT)
@@ -639,11 +654,13 @@ def _rule_all_zeros(c):
 
 
 def _rule_right_answer_is_zero(c):
-    if _max_abs(c.ref) > ZERO_ANSWER * _max_abs(c.d):
+    """The right gradient is rounding noise (the loss does not depend on t); yours is not."""
+    flowing_in = [_max_abs(grad) for _, _, grad in c.consumers]
+    noise = NOISE * max(flowing_in) if flowing_in else NOISE_WITHOUT_NEIGHBOURS
+    if _max_abs(c.ref) > ZERO_ANSWER * _max_abs(c.d) or _max_abs(c.ref) > noise:
         return None
     return (f"the right gradient of {c.tname} is zero up to float rounding (the loss does not depend on "
-            f"{c.tname}), but {c.dname} is not: if you computed it from gradients checked earlier, one of "
-            "those is probably wrong")
+            f"{c.tname}), but {c.dname} is not: the contributions in your formula should cancel")
 
 
 def _rule_transposed(c):
@@ -710,6 +727,8 @@ def _rule_factor_per_slice(c):
         if c.d.shape[dim] < 2:
             continue
         factor = ratio.nanmean(dim, keepdim=True)
+        if (used.sum(dim) < 2).any():
+            continue  # a slice with one entry (or none) says nothing about a factor shared along it
         if not torch.isfinite(factor).all() or not _fits(factor * c.ref, c.d):
             continue
         if _fits(torch.full_like(factor, factor.mean().item()), factor):
@@ -821,7 +840,9 @@ def _rule_label_term_missing(c):
     values = error[wrong]
     if not _fits(torch.full_like(values, values.mean().item()), values) or not (ref[wrong] < 0).all():
         return None
-    amount = abs(Fraction(values.mean().item()).limit_denominator(MAX_DENOMINATOR))
+    if not ((ref < 0).sum(1) == 1).all() or (c.d.dim() == 2 and c.d.shape[0] < 2):
+        return None  # a cross-entropy gradient is negative at the label only
+    amount = _number(abs(values.mean().item()))
     direction = "high" if values.mean().item() > 0 else "low"
     where = "one entry per row, each" if c.d.dim() == 2 else "one entry,"
     return (f"{c.dname} is right except in {where} {amount} too {direction}; "
@@ -842,6 +863,12 @@ def _rule_softmax_over_the_wrong_dim(c):
                 return (f"{c.dname} differs from the right answer by exactly a softmax of {c.tname} over the other "
                         f"dim: here the probabilities are taken along dim {right_dim}")
     return None
+
+
+def _number(x):
+    """x as a simple fraction when it is one (1/32), else with 3 significant digits."""
+    fraction = Fraction(x).limit_denominator(MAX_DENOMINATOR)
+    return str(fraction) if fraction and abs(float(fraction) - x) <= 1e-6 * abs(x) else f"{x:.3g}"
 
 
 def _standardised_columns(x):
@@ -918,11 +945,10 @@ def _rule_branch_off(c):
         k = (error * spread).sum().item() / norm2
         if k == 0 or not _fits(k * spread, error):
             continue
-        k_text = str(Fraction(k).limit_denominator(MAX_DENOMINATOR))
         if k > 0:
-            return (f"the branch through `{name}` is missing or too small: what {c.dname} lacks is a multiple of "
-                    f"d{name}, broadcast to this shape")
-        text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {k_text[1:]} too much of it, "
+            return (f"the branch through `{name}` is missing, too small or of the wrong sign: what {c.dname} "
+                    f"lacks is a multiple of d{name}, broadcast to this shape")
+        text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {_number(-k)} too much of it, "
                 "broadcast to this shape")
         n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
         if round(n) in c.sizes and abs(n - round(n)) < 1e-3 * n:
@@ -961,9 +987,10 @@ def _rule_rows_overwritten(c):
     wrong = ~close.all(1)
     if not c.d[wrong].any(1).all() or not (c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5:
         return None
-    right = int((~wrong).sum())
+    right = int((~wrong & c.ref.any(1)).sum())
     which = "the wrong row is" if int(wrong.sum()) == 1 else "most wrong rows are"
-    return (f"right in {right:,} of {_plural(close.shape[0], 'row')}; {which} too small, as when a row "
+    used_rows = int(c.ref.any(1).sum())
+    return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} too small, as when a row "
             "that is "
             "used several times keeps only one of its contributions: a write such as `dC[Xb] += demb` or "
             "`dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over the positions, or "
@@ -992,7 +1019,7 @@ def _rule_partly_right(c):
     pattern = None
     if zero_where_not and not nonzero_where_zero:
         pattern = (f"{c.dname} is 0 in {_plural(zero_where_not, 'entry')} where the right gradient is not: a contribution "
-                   "is missing (a tensor used in several places needs += from every use)")
+                   "is missing there (a branch, or a factor of the local derivative that is 0 where it should not be)")
     elif nonzero_where_zero and not zero_where_not:
         pattern = (f"{c.dname} is non-zero in {_plural(nonzero_where_zero, 'entry')} where the right gradient is exactly "
                    "0: did you forget to multiply by the incoming gradient (chain rule), or give gradient to "
@@ -1064,6 +1091,10 @@ VALUE_RULES = [
 ]
 RULES = [rule_id for rule_id, _ in SHAPE_RULES + VALUE_RULES] + ["wrong_upstream"]
 _VALUE_RULE_IDS = {rule_id for rule_id, _ in VALUE_RULES}
+# Rules that recognise one precise wrong formula for this step: an error inherited from above can't mimic them.
+LOCAL_RULES = {"added_instead_of_multiplied", "local_derivative_only", "tanh_from_its_input", "epsilon_left_out",
+               "power_rule_added", "label_term_missing", "softmax_over_the_wrong_dim", "variance_term",
+               "same_local_derivative_for_a_sum"}
 
 
 # ---------------------------------------------------------------------------
@@ -1086,15 +1117,19 @@ class Summary:
     def count_line(self):
         """'17 of 26 correct', and which wrong gradient to fix first when that is clear."""
         line = f"{self.correct} of {self.total} correct"
-        wrong = [r.name for r in self.results if r.status == Status.WRONG]
-        if not wrong:
-            return line
-        first = _root_of_all(wrong)
-        if first and len(wrong) > 1:
-            return line + f"; fix {first} first: the other wrong gradients are computed from its gradient"
-        if len(wrong) == 1:
-            return line + f"; fix {wrong[0]}"
-        return line + "; wrong: " + ", ".join(wrong)
+        wrong_values = [r.name for r in self.results if r.status == Status.WRONG and not r.values_right]
+        wrong_form = [r.name for r in self.results if r.status == Status.WRONG and r.values_right]
+        parts = []
+        first = self._first_to_fix()
+        if first and len(wrong_values) > 1:
+            parts.append(f"fix {first} first: the other wrong gradients are computed from its gradient")
+        elif len(wrong_values) == 1:
+            parts.append(f"fix {wrong_values[0]}")
+        elif wrong_values:
+            parts.append("wrong: " + ", ".join(wrong_values))
+        if wrong_form:
+            parts.append("right numbers in the wrong shape or dtype: " + ", ".join(wrong_form))
+        return "; ".join([line] + parts)
 
     def _checked(self):
         return [r for r in self.results if r.status != Status.NOT_DONE]
@@ -1105,7 +1140,8 @@ class Summary:
         return f"not done yet ({len(names)}): {', '.join(names)}" if names else ""
 
     def _first_to_fix(self):
-        wrong = [r.name for r in self.results if r.status == Status.WRONG]
+        """The one wrong gradient (with wrong numbers) that all others with wrong numbers come from, or None."""
+        wrong = [r.name for r in self.results if r.status == Status.WRONG and not r.values_right]
         return _root_of_all(wrong) if len(wrong) > 1 else (wrong[0] if wrong else None)
 
     def __str__(self):

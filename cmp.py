@@ -472,6 +472,19 @@ def _shape_sum_broadcast_dims(c):
             "so check the formula too")
 
 
+def _shape_needs_broadcast(c):
+    """Your gradient has a size-1 (or missing) dim where the tensor has many entries."""
+    try:
+        if torch.broadcast_shapes(c.d.shape, c.ref.shape) != c.ref.shape:
+            return None
+    except RuntimeError:
+        return None
+    values = "right values once broadcast: " if _close(c.d.expand(c.ref.shape), c.ref) else ""
+    return (f"{values}{c.start}: every entry of {c.tname} needs its own gradient; where the same value goes to "
+            f"a whole row or column, broadcast it to {tuple(c.ref.shape)} (e.g. multiply by "
+            f"torch.ones_like({c.tname})), and sum only over dims along which {c.tname} itself was broadcast")
+
+
 def _shape_matmul_order(c):
     if c.d.dim() == 2 and tuple(c.d.T.shape) == tuple(c.ref.shape):
         return f"{c.start}: you may have the matmul in the wrong order ({_TRANSPOSE_FIX})"
@@ -489,6 +502,7 @@ SHAPE_RULES = [
     ("size_1_dim_moved", _shape_size_1_dim_moved),
     ("reshaped", _shape_reshaped),
     ("sum_broadcast_dims", _shape_sum_broadcast_dims),
+    ("needs_broadcast", _shape_needs_broadcast),
     ("matmul_order", _shape_matmul_order),
     ("shape", _shape_other),
 ]
@@ -507,8 +521,8 @@ def _view_code(shape):
     return f".view({', '.join(map(str, shape))})" if shape else ".reshape(())"
 
 
-_TRANSPOSE_FIX = ("for y = a @ b, da = dy @ b.T and db = a.T @ dy: check which operand you transposed and in "
-                  "which order you multiplied")
+_TRANSPOSE_FIX = ("check which operand you transposed and in which order you multiplied: "
+                  "the shapes allow only one arrangement")
 
 
 def _squeeze(shape):
@@ -576,7 +590,7 @@ def _dtype_name(x):
 def _rounding_hint(relerr, tname):
     if relerr > 1e-3:
         return ("every value is tiny (zero up to float rounding), so torch.allclose accepts it: right if "
-                f"the loss does not depend on {tname}, whose true gradient is then 0 (like b1's before BatchNorm)")
+                f"the loss does not depend on {tname}, whose true gradient is then 0")
     return f"not bit-identical, only float rounding, not a mistake (rel err: {relerr:.1e})"
 
 

@@ -403,6 +403,20 @@ def _fits(candidate, d, within=FIT):
     return _max_abs(candidate - d) <= within * max(_max_abs(d), _TINY)
 
 
+def _is_constant(x, within=FIT):
+    """True when every value of x is its mean, to within `within` of x's size."""
+    return _fits(torch.full_like(x, x.mean().item()), x, within)
+
+
+def _multiple(x, basis):
+    """k when x = k * basis for a constant k other than 0 (to within FIT), else None."""
+    norm2 = (basis * basis).sum().item()
+    if norm2 == 0.0:
+        return None
+    k = (x * basis).sum().item() / norm2
+    return k if k != 0.0 and _fits(k * basis, x) else None
+
+
 def _explains(candidate, d, ref):
     """True when a candidate wrong answer reproduces d, and explains at least 99% of how d differs from ref."""
     return _fits(candidate, d) and _max_abs(candidate - d) <= 0.01 * _max_abs(ref - d)
@@ -685,11 +699,8 @@ def _rule_transposed(c):
 
 def _rule_constant_factor(c):
     """d = k * ref for a constant k: name k, and what it means when a size of the problem explains it."""
-    ref_norm2 = (c.ref * c.ref).sum().item()
-    if ref_norm2 == 0.0:
-        return None
-    k = (c.d * c.ref).sum().item() / ref_norm2
-    if k == 0.0 or abs(k - 1.0) < FIT or not _fits(k * c.ref, c.d):
+    k = _multiple(c.d, c.ref)
+    if k is None or abs(k - 1.0) < FIT:
         return None
     if c.d.numel() == 1 and abs(k + 1.0) >= FIT:
         return None  # a single number is always some multiple of the right one: that says nothing
@@ -745,7 +756,7 @@ def _rule_factor_per_slice(c):
             continue  # a slice with one entry (or none) says nothing about a factor shared along it
         if not torch.isfinite(factor).all() or not _fits(factor * c.ref, c.d):
             continue
-        if _fits(torch.full_like(factor, factor.mean().item()), factor):
+        if _is_constant(factor):
             return None  # one constant: the constant-factor rule's case
         return (f"{c.dname} is the right answer times a factor that is the same along dim {dim} but changes "
                 f"along the other dims: a quantity broadcast along dim {dim} (e.g. a per-column gain or 1/std, "
@@ -852,7 +863,7 @@ def _rule_label_term_missing(c):
     if not (wrong.sum(1) == 1).all():
         return None
     values = error[wrong]
-    if not _fits(torch.full_like(values, values.mean().item()), values) or not (ref[wrong] < 0).all():
+    if not _is_constant(values) or not (ref[wrong] < 0).all():
         return None
     if not ((ref < 0).sum(1) == 1).all() or (c.d.dim() == 2 and c.d.shape[0] < 2):
         return None  # a cross-entropy gradient is negative at the label only
@@ -886,17 +897,17 @@ def _number(x):
 
 
 def _standardised_columns(x):
-    """(x - column mean) / column std (Bessel-corrected, with the lecture's eps), float64."""
-    n = x.shape[0]
+    """(x̂, s): x standardised column by column, and s = 1/std (Bessel-corrected, with the lecture's eps)."""
     centred = x - x.mean(0, keepdim=True)
-    return centred * ((centred ** 2).sum(0, keepdim=True) / (n - 1) + BN_EPS) ** -0.5
+    s = ((centred ** 2).sum(0, keepdim=True) / (x.shape[0] - 1) + BN_EPS) ** -0.5
+    return centred * s, s
 
 
 def _rule_variance_term(c):
     """Fused BatchNorm: the error is a multiple of the standardised input, column by column."""
     if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or c.d.shape[0] < 3:
         return None
-    xhat = _standardised_columns(c.x)
+    xhat, s = _standardised_columns(c.x)
     error = c.error
     coefficient = (error * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True).clamp(min=_TINY)
     if not _fits(coefficient * xhat, error, within=1e-3) or _max_abs(coefficient) == 0:
@@ -904,7 +915,7 @@ def _rule_variance_term(c):
     n = c.d.shape[0]
     start = (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
              "of the gradient that flows through the batch variance")
-    share = _variance_part_share(c, coefficient)
+    share = _variance_part_share(c, coefficient, s)
     if share is not None and abs(share * n - 1) < SHARE_FIT:
         return (f"{start} is {n - 1}/{n} of its right size, as when the variance is taken as dividing by n = {n}: "
                 f"the forward pass divides by n-1 = {n - 1} (Bessel's correction); follow that factor through "
@@ -919,7 +930,7 @@ def _rule_variance_term(c):
     return f"{start} is missing or has the wrong size"
 
 
-def _variance_part_share(c, coefficient):
+def _variance_part_share(c, coefficient, s):
     """How much of the variance part is missing (1 = all of it), when bngain was checked; else None.
 
     The right variance part is -bngain * s * x̂ * sum(g * x̂) / (n-1) per column, with s = 1/std and
@@ -930,17 +941,14 @@ def _variance_part_share(c, coefficient):
     gain, gain_grad = c.bn_gain
     if gain.shape != coefficient.shape:
         return None
-    n = c.x.shape[0]
-    centred = c.x - c.x.mean(0, keepdim=True)
-    s = ((centred ** 2).sum(0, keepdim=True) / (n - 1) + BN_EPS) ** -0.5
-    part = gain * s * gain_grad / (n - 1)
+    part = gain * s * gain_grad / (c.x.shape[0] - 1)
     used = part.abs() > FIT * _max_abs(part)
     if not used.any():
         return None
     share = coefficient[used] / part[used]
-    if not _fits(torch.full_like(share, share.mean().item()), share, within=SHARE_FIT):
-        return None
-    return share.mean().item()  # None above: the share differs from column to column
+    if not _is_constant(share, within=SHARE_FIT):
+        return None  # the share differs from column to column
+    return share.mean().item()
 
 
 def _rule_branch_off(c):
@@ -953,11 +961,8 @@ def _rule_branch_off(c):
             spread = grad.expand_as(error)
         except RuntimeError:
             continue
-        norm2 = (spread * spread).sum().item()
-        if norm2 == 0:
-            continue
-        k = (error * spread).sum().item() / norm2
-        if k == 0 or not _fits(k * spread, error):
+        k = _multiple(error, spread)
+        if k is None:
             continue
         if k > 0:
             return (f"the branch through `{name}` is missing, too small or of the wrong sign: what {c.dname} "
@@ -982,10 +987,9 @@ def _rule_same_local_derivative_for_a_sum(c):
             return None
         if not (incoming != 0).all():
             return None
-        right_local, your_local = c.ref / incoming, c.d / incoming
-        if not _fits(right_local.mean().expand_as(right_local), right_local):
+        if not _is_constant(c.ref / incoming):
             return None  # the right local derivative is not a constant: not a plain sum
-        if _fits(your_local.mean().expand_as(your_local), your_local):
+        if _is_constant(c.d / incoming):
             return None
         return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same local "
                 f"derivative; yours ({c.dname} / d{name}) changes from entry to entry, as if multiplied by a "

@@ -16,11 +16,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import grade_class  # noqa: E402
-import grade_course as gc  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]
+import grade_class  # noqa: E402  (the class builder lives with the tests)
+from grader import course as gc  # noqa: E402
 
 
 def make_class(folder, students):

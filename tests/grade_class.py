@@ -1,4 +1,4 @@
-"""Make submissions the way students would, from the exercise notebooks: for tests/test_grade.py and
+"""Make submissions the way students would, from the exercise notebooks: for the grader's tests and
 tools/grade_benchmark.py.
 
     answer_notebook("01")                                  # every blank filled with the solution's code
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import nbformat
 
-import grade_course as gc
+from grader import course as gc
+from grader.course import Code
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,11 +33,10 @@ def answer_notebook(number, answers=None, *, blank=False, course=None):
         if answer is None:
             continue
         lines = []
-        for part in answer.parts:
-            if part[0] == "code":
-                lines += part[1]
+        for group in answer.parts:
+            if isinstance(group, Code):
+                lines += group.lines
                 continue
-            group = part[1]
             if group.names[0] in answers:
                 code = textwrap.dedent(answers.pop(group.names[0])).strip("\n")
                 lines += textwrap.indent(code, group.indent, lambda line: True).splitlines()

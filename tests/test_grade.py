@@ -9,6 +9,7 @@ checked without running anything; so are the allow-list, the answer extraction, 
 Attacks by a student who has read this code: tests/test_grade_attacks.py.
 """
 import csv
+import html
 import json
 import random
 import shutil
@@ -18,7 +19,7 @@ import pytest
 
 import grade
 import grade_class
-from grader import cli, policy, report, submissions
+from grader import cli, policy, reference, report, submissions
 from grader import course as gc
 
 TIMEOUT = 10  # per answer and batch; answers take milliseconds, exercise 4's training a few seconds
@@ -65,6 +66,11 @@ def graded(tmp_path_factory):
     })
     honest.cells.insert(3, nbformat.v4.new_code_cell("def reciprocal_of(x):\n    return 1.0 / x"))
     grade_class.save(honest, cls / "honest.ipynb")
+    labels = reference.run(COURSE["01"]).entries[group("dlogprobs").key][0].inputs["Yb"].tolist()
+    hard_coded = f"dlogprobs = torch.zeros(32, 27)\ndlogprobs[range(32), {labels}] = -1.0 / 32"
+    grade_class.save(answer("01", {"dlogprobs": hard_coded}), cls / "hard_coded.ipynb")
+    grade_class.save(answer("00", {"dA_product": "dA_product = dA"}), cls / "ex0_copy.ipynb")
+    grade_class.save(answer("03", {"dhprebn": "dhprebn = dhprebn_paths"}), cls / "ex3_copy.ipynb")
     grade_class.save(answer("02"), cls / "ex2.ipynb")
     grade_class.save(answer("03", {"dbnbias": "dbnbias = dhpreact.sum(0)"}), cls / "ex3.ipynb")
     grade_class.save(answer("04"), cls / "ex4" / "full.ipynb")
@@ -103,7 +109,8 @@ def feedback(graded, submission):
 def test_exit_status_and_one_row_per_submission(graded):
     assert graded["code"] == 0
     assert sorted(graded["rows"]) == sorted([
-        "blank.ipynb", "copied.ipynb", "corrupt.ipynb", "ex2.ipynb", "ex3.ipynb", "ex4/full.ipynb",
+        "blank.ipynb", "copied.ipynb", "corrupt.ipynb", "ex0_copy.ipynb", "ex3_copy.ipynb", "hard_coded.ipynb",
+        "ex2.ipynb", "ex3.ipynb", "ex4/full.ipynb",
         "ex4/honest.ipynb", "ex4/wrong.ipynb", "ex5/blank.ipynb", "ex5/full.ipynb", "exit.ipynb", "full.ipynb",
         "endless_loop.ipynb", "honest.ipynb", "mine.ipynb", "notes.ipynb", "wrong/one.ipynb"])  # checkpoints skipped
     for submission in graded["rows"]:
@@ -131,6 +138,23 @@ def test_full_marks(graded):
 def test_honest_answers_in_unusual_forms_get_full_marks(graded):
     row = graded["rows"]["honest.ipynb"]
     assert (row["status"], row["score"], row["message"]) == ("graded", "26", "")
+
+
+def test_numbers_copied_from_the_notebooks_batch_score_nothing(graded):
+    row = graded["rows"]["hard_coded.ipynb"]
+    assert points(row, "01", ITEMS01) == [0] + [1] * 25
+    item = graded["items"][("hard_coded.ipynb", "dlogprobs")]
+    assert item["status"] == "wrong"
+    page = html.unescape(feedback(graded, "hard_coded.ipynb"))
+    assert "right on the notebook's batch but not on a batch the grader chose" in page
+
+
+def test_an_earlier_answer_cannot_be_copied_into_its_rewrite(graded):
+    row = graded["rows"]["ex3_copy.ipynb"]
+    assert row["03:dhprebn"] == "0" and row["03:dhprebn_paths"] == "1"
+    assert "NameError" in feedback(graded, "ex3_copy.ipynb")
+    row = graded["rows"]["ex0_copy.ipynb"]
+    assert row["00:dA_product"] == "0" and row["00:dA"] == "1" and int(row["score"]) == int(row["max_score"]) - 1
 
 
 def test_reordered_added_deleted_cells_and_lost_ids_grade_the_same(tmp_path):

@@ -22,6 +22,7 @@ import copy
 import re
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -52,9 +53,22 @@ def marker(line):
     return None
 
 
+@dataclass
+class Code:
+    """Lines of a cell that stay in the exercise."""
+    lines: list
+
+
+@dataclass
+class Region:
+    """The lines between `### BEGIN SOLUTION` and `### END SOLUTION`, and the markers' indentation."""
+    indent: str
+    lines: list
+
+
 def regions(source):
-    """Split a cell's source into ('code', lines) and ('solution', indent, lines) parts; checks the markers."""
-    parts, region, indent = [("code", [])], None, ""
+    """Split a cell's source into Code and Region parts, in order; checks the markers."""
+    parts, region, indent = [Code([])], None, ""
     for line in source.splitlines():
         kind = marker(line)
         if kind == BEGIN:
@@ -64,12 +78,12 @@ def regions(source):
         elif kind == END:
             if region is None:
                 raise MarkerError(f"{END} without {BEGIN}")
-            parts += [("solution", indent, region), ("code", [])]
+            parts += [Region(indent, region), Code([])]
             region = None
         elif region is not None:
             region.append(line)
         else:
-            parts[-1][1].append(line)
+            parts[-1].lines.append(line)
     if region is not None:
         raise MarkerError(f"{BEGIN} without {END}")
     return parts
@@ -142,20 +156,19 @@ def strip_solutions(source, tensors=None):
     """Replace every marked solution region of a cell's source by placeholder lines."""
     out = []
     for part in regions(source):
-        if part[0] == "code":
-            out += part[1]
+        if isinstance(part, Code):
+            out += part.lines
             continue
-        _, indent, lines = part
-        names = assigned_names("\n".join(lines))
+        names = assigned_names("\n".join(part.lines))
         if not names:
             raise MarkerError("a solution region must assign at least one name at its top level")
-        out += [indent + placeholder(name, tensors) for name in names]
+        out += [part.indent + placeholder(name, tensors) for name in names]
     return "\n".join(out)
 
 
 def solution_regions(source):
     """The lines inside solution regions of a cell's source."""
-    return [line for part in regions(source) if part[0] == "solution" for line in part[2]]
+    return [line for part in regions(source) if isinstance(part, Region) for line in part.lines]
 
 
 def tags(cell):

@@ -16,6 +16,7 @@ import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import make_exercises as mx  # noqa: E402
+from make_exercises import Code, Region  # noqa: E402  (the generator's parts of a cell)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -37,12 +38,6 @@ class Group:
     def items(self):
         """The gradebook items it is graded as: its function, or each name it assigns."""
         return [self.function] if self.function else list(self.names)
-
-
-@dataclass
-class Code:
-    """Lines of an answer cell that are the notebook's, not the student's."""
-    lines: list
 
 
 @dataclass
@@ -103,18 +98,18 @@ def load_exercise(path):
             continue
         cells.append({"id": cell.get("id"), "source": cell.source, "tags": list(mx.tags(cell))})
         raw = mx.regions(cell.source)
-        if not any(p[0] == "solution" for p in raw):
+        if not any(isinstance(p, Region) for p in raw):
             continue
         parts = []  # regions with only blank lines between them become one group
         for part in raw:
-            if part[0] == "code":
-                parts.append(Code(list(part[1])))
+            if isinstance(part, Code):
+                parts.append(Code(list(part.lines)))
             elif (len(parts) >= 2 and isinstance(parts[-2], Group)
                   and not any(l.strip() for l in parts[-1].lines)):
-                parts[-2].solution += parts.pop().lines + list(part[2])
+                parts[-2].solution += parts.pop().lines + list(part.lines)
             else:
-                parts.append(Group(key="", cell_id=cell.get("id"), indent=part[1], names=[],
-                                   solution=list(part[2]), placeholders=[]))
+                parts.append(Group(key="", cell_id=cell.get("id"), indent=part.indent, names=[],
+                                   solution=list(part.lines), placeholders=[]))
         function = _only_function(cell.source)
         k = 0
         for part in parts:

@@ -9,8 +9,10 @@ functions the student defined in cells of their own.
 import textwrap
 from dataclasses import dataclass, field
 
+import torch
+
 from . import policy
-from .course import Code, Group
+from .course import Group
 
 
 @dataclass
@@ -39,6 +41,22 @@ def judged_entries(entries):
     """The recorded entries an answer is judged on: those with a check if any has one, else all."""
     checked = [i for i, e in enumerate(entries) if e.checks]
     return checked or list(range(len(entries)))
+
+
+def copies_of_the_answer(group, entry):
+    """Inputs equal to one of the region's outputs that the solution does not read: an earlier answer
+    the exercise asks to write again in another form (03's fused dhprebn after dhprebn_paths, 00's
+    dA_product after dA). They are not sent, so that the answer cannot be a copy."""
+    read = policy.loaded_names("\n".join(group.solution))
+    out = set()
+    for name, value in entry.inputs.items():
+        if name in read or not isinstance(value, torch.Tensor):
+            continue
+        for output in entry.outputs.values():
+            if (isinstance(output, torch.Tensor) and output.shape == value.shape and output.dtype == value.dtype
+                    and bool(output.ne(0).any()) and bool(torch.allclose(output, value))):
+                out.add(name)
+    return out
 
 
 def make(exercise, answers, helpers, recordings):
@@ -84,9 +102,8 @@ def make(exercise, answers, helpers, recordings):
         for variant, recording in enumerate(recordings):
             entries = recording.entries.get(group.key, [])
             for index in judged_entries(entries):
-                inputs = {n: v for n, v in entries[index].inputs.items() if n in needed}
+                unused = copies_of_the_answer(group, entries[index])
+                inputs = {n: v for n, v in entries[index].inputs.items() if n in needed and n not in unused}
                 plan.requests.append(Request(group.key, variant, index, inputs, list(group.names)))
     return plan
 
-
-__all__ = ["Plan", "Request", "make", "judged_entries", "Code"]

@@ -18,6 +18,7 @@ import io
 import os
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -126,7 +127,8 @@ def _notebook_process(hidden_seed, train_steps):
     os.chdir(SOLUTIONS)
     sink = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             yield plt
     finally:
         torch.randint = real_randint
@@ -227,7 +229,6 @@ def run(exercise, *, hidden_seed=None, train_steps=1000):
 def _grad_of(t):
     if not isinstance(t, torch.Tensor):
         return None
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         grad = t.grad
@@ -250,5 +251,7 @@ def train(exercise, remote, *, train_steps):
         sources = [instrumented(exercise, c, fill) for c in exercise.cells]
         errors = _run_cells(sources, namespace, plt, stop=lambda ns: "val_loss" in ns)
         checker.reset()
+    if errors:  # e.g. an answer's value the notebook could not use: no loss from a run that broke
+        return None, errors
     return namespace.get("val_loss"), errors
 

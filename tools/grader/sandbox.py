@@ -26,6 +26,7 @@ import torch
 WORKER = Path(__file__).resolve().parent / "worker.py"
 FRAME_CAP = 256 * 2**20  # bytes of one answer: a bigger one is not read
 TMP_SIZE = 64 * 2**20
+ELEMENT_CAP = 10_000_000  # elements of one tensor in an answer
 
 
 class WorkerGone(Exception):
@@ -89,6 +90,22 @@ def describe(isolation):
             "with the allow-list, no autograd and the memory limit, but it can see this machine's files")
 
 
+def _plain(value, depth=0):
+    """Only dense CPU tensors, numbers, strings and containers of them (what the worker sends)."""
+    if isinstance(value, torch.Tensor):
+        return (type(value) is torch.Tensor and value.layout == torch.strided and value.device.type == "cpu"
+                and not value.is_quantized and value.numel() <= ELEMENT_CAP)
+    if value is None or isinstance(value, (bool, int, float, complex, str)):
+        return True
+    if depth > 6:
+        return False
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
 class Worker:
     """One sandboxed worker for one submission: send() the program once, then ask() per answer."""
 
@@ -129,9 +146,9 @@ class Worker:
         except Exception:  # noqa: BLE001 - anything that is not plain data
             self.stop()
             raise WorkerGone("its answer is not plain data (tensors and numbers)") from None
-        if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), dict):
+        if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), dict) or not _plain(answer):
             self.stop()
-            raise WorkerGone("its answer is not plain data (tensors and numbers)")
+            raise WorkerGone("its answer is not plain data (dense tensors on the CPU, and numbers)")
         return answer
 
     def _read(self, size, deadline):

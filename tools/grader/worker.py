@@ -66,6 +66,10 @@ def as_data(value, torch, depth=0):
     if depth > 5:
         raise TypeError("nested too deeply")
     if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided or value.device.type != "cpu" or value.is_quantized:
+            raise TypeError("a tensor that is not a dense CPU tensor")
+        if value.numel() > 10_000_000:
+            raise TypeError(f"a tensor of {value.numel():,} numbers, far more than any gradient here")
         return value.detach().as_subclass(torch.Tensor).clone()
     if value is None or isinstance(value, (bool, int, float, complex)):
         return value

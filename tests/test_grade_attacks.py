@@ -1,0 +1,530 @@
+"""Attacks on the autograder (tools/grader/) by a student who has read its source.
+
+One grading run (module fixture `graded`) grades a class of attacking submissions next to an honest
+full-marks submission of each exercise 01 to 05. Every attack fills one blank of an otherwise honest
+notebook (several attacks share a notebook when they fill different blanks) or is a whole file. For
+every attack: the item it fills scores 0, every other item of its notebook keeps its point, the honest
+notebooks get full marks, and the run ends normally with one row per file.
+
+The attacks: autograd reached in disguise (getattr, torch.sys.modules, match/case, format strings,
+vars, __class__ chains, lambdas, grad_fn, torch.autograd, torch.func, requires_grad_, enable_grad),
+patching (torch.allclose, cmp), reading the solutions or the hidden seed, writing files, killing the
+parent, forking, an endless loop, 50 MB printed, 20 GB allocated, an answer over the frame cap, numbers
+copied from the notebook's batch, values that are not gradients (functions, meta, complex, NaN, huge
+ints, deep nesting), input poisoning, exceptions carrying HTML, numerical differentiation, and files
+built to break the grader's own parsing (deep JSON, expressions too deep for `ast`, NUL bytes, a
+symlink to a solution).
+
+Separately (test_sandbox_*), what the sandbox promises is checked at the OS level with programs that
+bypass the allow-list: our own script started with sandbox._bwrap_command's bubblewrap options, and
+the real worker sent code the grader's policy would refuse.
+"""
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import textwrap
+import time
+import uuid
+from dataclasses import dataclass
+
+import nbformat
+import pytest
+
+import grade_class
+from grader import cli, sandbox
+from grader import course as gc
+
+COURSE = gc.load_course()
+SEED = 123
+TIMEOUT = 5
+TRAIN_STEPS = 60
+SOLUTION_01 = gc.SOLUTIONS / "01_atomic_backward.ipynb"
+HONEST = {number: f"honest_{number}.ipynb" for number in ["01", "02", "03", "04", "05"]}
+BWRAP = pytest.mark.skipif(not sandbox.bubblewrap_status()[0], reason="bubblewrap cannot run here")
+
+
+@dataclass
+class Attack:
+    name: str            # the test id
+    file: str            # the submission it is in
+    key: str             # the blank it fills: its function (04, 05) or the first name it assigns; None: a file
+    code: str = ""
+    items: tuple = ()    # the items that must score 0 (a file attack: every item of the file)
+    exercise: str = "01"
+    cells: tuple = ()    # code cells of the student's own added to the notebook
+
+
+def notebook(number, answers=(), *, blank=False, cells=()):
+    """The exercise notebook as a student hands it in: `answers` {blank: code} (a blank is named by its
+    function or the first name it assigns, see Attack.key), the solution's code in the other blanks."""
+    exercise = COURSE[number]
+    nb = nbformat.read(grade_class.ROOT / "notebooks" / exercise.name, as_version=4)
+    answers = dict(answers)
+    for cell in nb.cells:
+        answer = exercise.answers.get(cell.get("id"))
+        if answer is None:
+            continue
+        lines = []
+        for part in answer.parts:
+            if isinstance(part, gc.Code):
+                lines += part.lines
+                continue
+            key = part.function or part.names[0]
+            if key in answers:
+                code = textwrap.dedent(answers.pop(key)).strip("\n")
+                lines += textwrap.indent(code, part.indent, lambda line: True).splitlines()
+            else:
+                lines += part.placeholders if blank else part.solution
+        cell.source = "\n".join(lines)
+    assert not answers, f"no blank {sorted(answers)} in exercise {number}"
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    return nb
+
+
+def notebook_namespace(number, last_cell_id):
+    """The namespace of the solution notebook run (in this process) up to and including a cell."""
+    import contextlib
+    import io
+    namespace, cwd = {"__name__": "__main__"}, os.getcwd()
+    os.chdir(gc.SOLUTIONS)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            for cell in COURSE[number].cells:
+                exec(compile(cell["source"], cell["id"], "exec"), namespace)
+                if cell["id"] == last_cell_id:
+                    return namespace
+    finally:
+        os.chdir(cwd)
+    raise KeyError(last_cell_id)
+
+
+def hard_coded():
+    """Answers with numbers copied from the notebook's own batch (right there, wrong on the hidden one)."""
+    labels = notebook_namespace("01", "a5e7e72d")["Yb"].tolist()  # exercise 1's batch
+    dbngain = notebook_namespace("03", "12c57ec0")["bngain"].grad.tolist()  # autograd's, exercise 3's batch
+    return {"01": f"dlogprobs = torch.zeros(32, 27)\ndlogprobs[range(32), {labels}] = -1.0 / 32",
+            "03": f"dbngain = torch.tensor({dbngain})"}
+
+
+# Finite differences of the loss in float64: no derivation, only the forward pass the notebook shows.
+NUMERICAL_DLOGITS = """
+x = logits.double()
+k, e = x.numel(), 1e-6
+bumps = torch.eye(k, dtype=torch.float64).view(k, x.shape[0], x.shape[1]) * e
+def batch_losses(z):
+    per_example = F.cross_entropy(z.reshape(-1, z.shape[2]), Yb.repeat(z.shape[0]), reduction="none")
+    return per_example.view(z.shape[0], -1).mean(1)
+dlogits = ((batch_losses(x + bumps) - batch_losses(x - bumps)) / (2 * e)).view(x.shape).float()
+"""
+DEEP_SUM = "dl = " + "+".join(["l"] * 100_000)       # ast.parse: RecursionError
+DEEP_UNARY = "y = " + "-" * 100_000 + "1"             # ast.parse: MemoryError
+P01, R01 = "policy_01.ipynb", "runtime_01.ipynb"
+
+ATTACKS = [
+    # --- exercise 1, answers the allow-list must refuse (autograd, the file system, processes) ---
+    Attack("getattr", P01, "dprobs", 'dprobs = getattr(probs, "gr" + "ad")'),
+    Attack("torch_sys_modules", P01, "dcounts_sum_inv",
+           'dcounts_sum_inv = torch.sys.modules["torch"].autograd.grad(loss, counts_sum_inv)[0]'),
+    Attack("match_case_object", P01, "dcounts_sum",
+           "match counts_sum:\n    case object(grad=g):\n        dcounts_sum = g"),
+    Attack("format_string", P01, "dcounts", 'dcounts = "{0.grad}".format(counts)  # then float() of its parts'),
+    Attack("vars", P01, "dnorm_logits", 'dnorm_logits = vars(norm_logits)["grad"]'),
+    Attack("class_chain", P01, "dlogit_maxes",
+           "dlogit_maxes = logit_maxes.__class__.grad.__get__(logit_maxes)"),
+    Attack("lambda", P01, "dlogits", "dlogits = (lambda t: t.grad)(logits)"),
+    Attack("grad_fn", P01, "dh", "dh = logits.grad_fn(dlogits)[1]"),
+    Attack("autograd_grad", P01, "dW2", "dW2, = torch.autograd.grad(loss, [W2])"),
+    Attack("torch_func", P01, "db2", "db2 = torch.func.grad(lambda b: F.cross_entropy(h @ W2 + b, Yb))(b2)"),
+    Attack("requires_grad", P01, "dhpreact",
+           "hp = hpreact.clone().requires_grad_()\nF.cross_entropy(torch.tanh(hp) @ W2 + b2, Yb).backward()\n"
+           "dhpreact = hp.grad"),
+    Attack("enable_grad", P01, "dbngain",
+           "with torch.enable_grad():\n    gain = torch.tensor(bngain.tolist(), requires_grad=True)\n"
+           "    F.cross_entropy(torch.tanh(gain * bnraw + bnbias) @ W2 + b2, Yb).backward()\n"
+           "dbngain = gain.grad"),
+    Attack("patch_allclose", P01, "dbnbias",
+           "torch.allclose = lambda *args, **kwargs: True\ndbnbias = torch.zeros_like(bnbias)"),
+    Attack("traceback_frames", P01, "dbnraw",
+           "try:\n    1 / 0\nexcept ZeroDivisionError as error:\n"
+           "    dbnraw = error.__traceback__.tb_frame.f_back.f_globals['bnraw']"),
+    Attack("open_solution", P01, "dbnvar_inv", f'dbnvar_inv = open("{SOLUTION_01}").read()'),
+    Attack("torch_load", P01, "dbnvar", 'dbnvar = torch.load("/work/answers.pt")["dbnvar"]'),
+    Attack("numpy_load", P01, "dbndiff2", 'dbndiff2 = torch.as_tensor(numpy.load("/work/answers.npy"))'),
+    Attack("pathlib", P01, "dbndiff", f'dbndiff = pathlib.Path("{SOLUTION_01}").read_text()'),
+    Attack("write_file", P01, "dbnmeani",
+           'torch.save({"bnmeani": bnmeani}, "/tmp/stolen.pt")\ndbnmeani = torch.zeros_like(bnmeani)'),
+    Attack("kill_parent", P01, "dhprebn", "os.kill(os.getppid(), 9)\ndhprebn = dbndiff"),
+    Attack("fork", P01, "dembcat", "while os.fork() == 0:\n    pass\ndembcat = dhprebn @ W1.T"),
+    Attack("builtins_via_print", P01, "dW1", f'dW1 = print.__self__.open("{SOLUTION_01}").read()'),
+    Attack("torch_builtins", P01, "db1", 'db1 = torch.__builtins__["__import__"]("os").system("id")'),
+    Attack("generator_frame", P01, "demb", "demb = (x for x in [1]).gi_frame.f_back.f_globals['emb']"),
+    Attack("read_hidden_seed", P01, "dC", "dC = torch.initial_seed() + torch.random.get_rng_state().sum()"),
+    Attack("type_builtin", P01, "dlogprobs", "dlogprobs = type(logprobs).grad.__get__(logprobs)"),
+    # --- exercise 1, answers that run in the worker and misbehave there ---
+    Attack("hard_coded_batch", R01, "dlogprobs"),  # code: hard_coded()
+    Attack("print_50MB", R01, "dprobs", 'print("x" * 50_000_000)\ndprobs = probs * 0'),
+    Attack("allocate_20GB", R01, "dcounts_sum_inv",
+           "big = torch.ones(5 * 2**30)\ndcounts_sum_inv = big[:32].view(32, 1)"),
+    Attack("endless_loop", R01, "dcounts_sum", "while True:\n    pass"),
+    Attack("answer_over_frame_cap", R01, "dcounts", "dcounts = torch.zeros(70_000_000)  # 280 MB"),
+    Attack("function_object", R01, "dnorm_logits", "dnorm_logits = F.softmax"),
+    Attack("named_tuple", R01, "dlogit_maxes", "dlogit_maxes = logit_maxes.max(1)"),
+    Attack("rebind_cmp", R01, "dlogits",
+           "cmp = lambda *args, **kwargs: True\nsummary = cmp\ndlogits = torch.zeros_like(logits)"),
+    Attack("poison_inputs", R01, "dh", "W2.zero_()\ndlogits.zero_()\nh.zero_()\ndh = dlogits @ W2.T"),
+    Attack("meta_tensor_checked", R01, "dhpreact", 'dhpreact = torch.empty(32, 64, device="meta")'),
+    Attack("complex", R01, "dbngain", "dbngain = (bnraw * dhpreact).sum(0, keepdim=True) + 0j"),
+    Attack("nan", R01, "dbnbias", 'dbnbias = torch.full_like(bnbias, float("nan"))'),
+    Attack("infinite_recursion", R01, "dbnvar", "def deeper(x):\n    return deeper(x)\ndbnvar = deeper(bnvar)"),
+    Attack("html_in_error", R01, "dbndiff2",
+           "raise ValueError(\"<script>alert('pwned')</script>\\n=HYPERLINK(\\\"http://evil\\\")\")"),
+    Attack("list_over_cap", R01, "dbndiff", "dbndiff = [0.0] * 10_001"),
+    Attack("deep_nesting", R01, "dhprebn", "dhprebn = [[[[[[[[dbndiff]]]]]]]]"),
+    Attack("huge_int_checked", R01, "dembcat", "dembcat = 10**400"),
+    Attack("string_50MB", R01, "db1", 'db1 = "x" * 50_000_000'),
+    # --- exercise 2 ---
+    Attack("builtin_as_value", "runtime_02.ipynb", "grad_lse", "grad_lse = print", exercise="02"),
+    Attack("numerical_gradient", "runtime_02.ipynb", "dlogits", NUMERICAL_DLOGITS, exercise="02"),
+    Attack("expression_too_deep_for_ast", "deep_expression_02.ipynb", "dl", DEEP_SUM, exercise="02"),
+    # --- exercise 3 ---
+    Attack("hard_coded_gradient", "runtime_03.ipynb", "dbngain", exercise="03"),  # code: hard_coded()
+    Attack("copy_earlier_answer", "runtime_03.ipynb", "dhprebn", "dhprebn = dhprebn_paths.clone()", exercise="03"),
+    # --- exercise 4 (training needs every function right: it scores 0 next to any attack) ---
+    Attack("return_in_function_body", "return_04.ipynb", "cross_entropy_backward",
+           "return F.softmax(logits, 1) - F.one_hot(Yb, vocab_size)  # no 1/n", exercise="04"),
+    Attack("meta_tensor_in_tuple", "runtime_04.ipynb", "linear2_backward",
+           'dh = torch.empty(dlogits.shape[0], W2.shape[0], device="meta")\ndW2 = h.T @ dlogits\n'
+           "db2 = dlogits.sum(0)", exercise="04"),
+    Attack("endless_function", "runtime_04.ipynb", "embedding_backward", "while True:\n    pass", exercise="04"),
+    # --- exercise 5 ---
+    Attack("numerical_gradient_function", "runtime_05.ipynb", "fixed_1", NUMERICAL_DLOGITS, exercise="05"),
+    Attack("complex_function", "runtime_05.ipynb", "fixed_2",
+           "dlogits = (counts / counts.sum(1, keepdim=True) - F.one_hot(Yb, vocab_size)) / n + 0j", exercise="05"),
+    Attack("nan_function", "runtime_05.ipynb", "fixed_3", 'dC = torch.full_like(P["C"], float("nan"))',
+           exercise="05"),
+    Attack("meta_tensor_unchecked", "runtime_05.ipynb", "clip_gradients", 'scale = torch.empty((), device="meta")',
+           exercise="05"),
+    Attack("meta_bool_and_meta_float", "runtime_05.ipynb", "dead",
+           'dead = torch.zeros(64, dtype=torch.bool, device="meta")\ndead_fraction = torch.empty((), device="meta")',
+           items=("dead", "dead_fraction"), exercise="05"),
+    Attack("huge_int_unchecked", "huge_int_05.ipynb", "dead",
+           "dead = (h.abs() > 0.99).all(0)\ndead_fraction = 10**400", items=("dead_fraction",), exercise="05"),
+    # --- whole files ---
+    Attack("deep_json", "deep_json.ipynb", None),
+    Attack("helper_cell_too_deep_for_ast", "deep_helper_01.ipynb", None, cells=(DEEP_UNARY,)),
+    Attack("nul_byte_cell", "nul_byte_01.ipynb", None, cells=("x = 1\0",)),
+    Attack("symlink_to_solution", "symlink_02.ipynb", None, exercise="02"),
+]
+
+
+def items_of(number):
+    return COURSE[number].items
+
+
+def expected_zero(attack):
+    if attack.key is None:
+        return set(items_of(attack.exercise))
+    if attack.items:
+        return set(attack.items)
+    group = next(g for g in COURSE[attack.exercise].groups if (g.function or g.names[0]) == attack.key)
+    return set(group.items)
+
+
+def files():
+    """{file: (exercise, [attacks])}"""
+    out = {}
+    for attack in ATTACKS:
+        out.setdefault(attack.file, (attack.exercise, []))[1].append(attack)
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attacks")
+    cls, out = root / "class", root / "out"
+    cls.mkdir()
+    for number, name in HONEST.items():
+        grade_class.save(notebook(number), cls / name)
+    copied = hard_coded()
+    for name, (number, attacks) in files().items():
+        if attacks[0].key is None:
+            continue
+        answers = {a.key: a.code or copied[number] for a in attacks}
+        grade_class.save(notebook(number, answers, cells=[c for a in attacks for c in a.cells]), cls / name)
+    (cls / "deep_json.ipynb").write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    for attack in ATTACKS:
+        if attack.cells and attack.key is None:
+            (cls / attack.file).write_text(nbformat.writes(notebook(attack.exercise, blank=True, cells=attack.cells)))
+    (cls / "symlink_02.ipynb").symlink_to(gc.SOLUTIONS / COURSE["02"].name)
+    started, crash = time.monotonic(), None
+    try:
+        rows = cli.grade(cls, out, jobs=2, timeout=TIMEOUT, seed=SEED, train_steps=TRAIN_STEPS, progress_bar=False)
+    except Exception as error:  # noqa: BLE001 - a crash is what test_the_run_ends_normally reports
+        rows, crash = [], f"{type(error).__name__}: {str(error)[:500]}"
+    return {"rows": {r["submission"]: r for r in rows}, "crash": crash, "out": out, "class": cls,
+            "seconds": time.monotonic() - started}
+
+
+def row_of(graded, name):
+    assert graded["crash"] is None, f"the grading run crashed: {graded['crash']}"
+    assert name in graded["rows"], f"{name} has no row in the gradebook"
+    return graded["rows"][name]
+
+
+def points(row, number):
+    return {item: row.get(f"{number}:{item}") for item in items_of(number)}
+
+
+def test_the_run_ends_normally_with_one_row_per_file(graded):
+    assert graded["crash"] is None, f"the grading run crashed: {graded['crash']}"
+    assert sorted(graded["rows"]) == sorted(list(HONEST.values()) + list(files()))
+    assert (graded["out"] / "gradebook.csv").is_file() and (graded["out"] / "run.json").is_file()
+    assert not os.path.exists("/tmp/stolen.pt")
+
+
+@pytest.mark.parametrize("number", sorted(HONEST))
+def test_honest_submissions_get_full_marks(graded, number):
+    row = row_of(graded, HONEST[number])
+    assert (row["status"], row["message"]) == ("graded", ""), row
+    assert row["score"] == row["max_score"] == len(items_of(number)), points(row, number)
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+def test_the_attack_scores_nothing(graded, attack):
+    row = row_of(graded, attack.file)
+    got = points(row, attack.exercise)
+    scored = {item for item in expected_zero(attack) if got.get(item) not in (0, None, "")}
+    assert not scored, f"{attack.name} scored {sorted(scored)}: {row}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (_, a) in files().items() if a[0].key is not None))
+def test_the_other_items_of_an_attacking_notebook_keep_their_points(graded, name):
+    number, attacks = files()[name]
+    row = row_of(graded, name)
+    attacked = set().union(*(expected_zero(a) for a in attacks)) | {gc.TRAINING}
+    lost = {item: p for item, p in points(row, number).items() if item not in attacked and p != 1}
+    assert not lost, f"{name}: right answers next to the attacks lost their point: {lost}; {row['message']}"
+
+
+def test_an_error_message_with_html_is_escaped(graded):
+    row_of(graded, R01)
+    page = (graded["out"] / "feedback" / f"{R01}.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+# ---------------------------------------------------------------------------------------------------
+# The sandbox at the OS level: programs that bypass the allow-list.
+
+
+def sandboxed_script(monkeypatch, script, memory=2**31):
+    """A sandbox.Worker whose process is `python -I -c script` with the worker's bubblewrap options."""
+    command = sandbox._bwrap_command(memory)
+    assert command[-3:] == ["-I", "/grader/worker.py", str(memory)], command[-4:]
+    monkeypatch.setattr(sandbox, "_bwrap_command", lambda m: command[:-2] + ["-c", textwrap.dedent(script)])
+    return sandbox.Worker(memory, "bubblewrap")
+
+
+def first_line(worker, timeout=60):
+    """The JSON line the script prints first."""
+    fd, data, deadline = worker.process.stdout.fileno(), b"", time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no answer from the sandboxed script: {data!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the sandboxed script ended without answering: {data!r}"
+            data += chunk
+    return json.loads(data)
+
+
+def processes_with(marker):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@BWRAP
+def test_sandbox_hides_the_course_and_the_machine(monkeypatch, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the grader's temporary files")
+    paths = [gc.SOLUTIONS / COURSE["01"].name, gc.ROOT / "cmp.py", gc.ROOT / "tools" / "grader" / "reference.py",
+             gc.ROOT / "data" / "names.txt", secret, "/etc/passwd", "/etc/hostname", "/root/.bash_history"]
+    worker = sandboxed_script(monkeypatch, f"""
+        import json, os, sys
+        found = {{}}
+        for path in {[str(p) for p in paths]}:
+            try:
+                with open(path, "rb") as f:
+                    found[path] = f"read {{len(f.read())}} bytes"
+            except OSError as error:
+                found[path] = type(error).__name__
+        for path in [sys.prefix + "/pwned", "/usr/pwned", "/grader/worker.py", "/pwned"]:
+            try:
+                with open(path, "a") as f:
+                    f.write("x")
+                found["write " + path] = "written"
+            except OSError as error:
+                found["write " + path] = type(error).__name__
+        found["listing"] = sorted(os.listdir({str(gc.ROOT)!r}))
+        print(json.dumps(found), flush=True)
+    """)
+    try:
+        found = first_line(worker)
+    finally:
+        worker.stop()
+    listing = found.pop("listing")
+    assert not [k for k, v in found.items() if v.startswith(("read", "written"))], found
+    assert set(listing) <= {".venv"}, listing  # only the venv of the course's folder is mounted
+
+
+@BWRAP
+def test_sandbox_cannot_see_or_signal_the_grader(monkeypatch):
+    worker = sandboxed_script(monkeypatch, f"""
+        import json, os
+        try:
+            os.kill({os.getpid()}, 0)
+            grader = "visible"
+        except ProcessLookupError:
+            grader = "invisible"
+        except PermissionError:
+            grader = "visible but not signalable"
+        pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+        print(json.dumps({{"grader": grader, "pids": pids, "uid": os.getuid()}}), flush=True)
+    """)
+    try:
+        found = first_line(worker)
+    finally:
+        worker.stop()
+    assert found["grader"] == "invisible" and len(found["pids"]) <= 3 and found["uid"] != 0, found
+
+
+@BWRAP
+def test_sandbox_has_no_network(monkeypatch):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract_name = f"grader-attack-{uuid.uuid4().hex}"
+    abstract.bind("\0" + abstract_name)
+    abstract.listen()
+    worker = sandboxed_script(monkeypatch, f"""
+        import json, socket
+        found = {{}}
+        def attempt(name, family, address):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.settimeout(3)
+            try:
+                s.connect(address)
+                found[name] = "connected"
+            except OSError as error:
+                found[name] = f"{{type(error).__name__}} {{error.errno}}"
+            finally:
+                s.close()
+        attempt("the grader's machine, loopback", socket.AF_INET, ("127.0.0.1", {listener.getsockname()[1]}))
+        attempt("an abstract unix socket of the machine", socket.AF_UNIX, "\\0{abstract_name}")
+        attempt("the internet", socket.AF_INET, ("1.1.1.1", 53))
+        found["interfaces"] = [name for _, name in socket.if_nameindex()]
+        print(json.dumps(found), flush=True)
+    """)
+    try:
+        found = first_line(worker)
+    finally:
+        worker.stop()
+        listener.close()
+        abstract.close()
+    assert found.pop("interfaces") == ["lo"]
+    assert not [k for k, v in found.items() if v == "connected"], found
+
+
+@BWRAP
+def test_sandbox_tmp_is_capped(monkeypatch):
+    worker = sandboxed_script(monkeypatch, """
+        import json, os
+        written, error = 0, None
+        try:
+            with open("/tmp/fill", "wb") as f:
+                while written < 200 * 2**20:
+                    f.write(b"x" * 2**20)
+                    f.flush()
+                    written += 2**20
+        except OSError as e:
+            error = e.errno
+        print(json.dumps({"written": written, "errno": error}), flush=True)
+    """)
+    try:
+        found = first_line(worker)
+    finally:
+        worker.stop()
+    assert found["errno"] == 28 and found["written"] <= sandbox.TMP_SIZE, found  # ENOSPC at 64 MB
+
+
+@BWRAP
+def test_sandbox_leaves_no_process_after_stop(monkeypatch):
+    marker = f"grader-attack-{uuid.uuid4().hex}"
+    worker = sandboxed_script(monkeypatch, f"""
+        import json, os, signal, sys, time
+        def spawn(detach):
+            pid = os.fork()
+            if pid == 0:
+                if detach:  # a daemon: own session, parent gone
+                    os.setsid()
+                    if os.fork():
+                        os._exit(0)
+                os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)", {marker!r}])
+            return pid
+        spawn(False)
+        os.waitpid(spawn(True), 0)
+        sent = {{}}
+        for target in [os.getppid(), 1]:
+            try:
+                os.kill(target, signal.SIGKILL)
+                sent[target] = "sent"
+            except OSError as error:
+                sent[target] = type(error).__name__
+        time.sleep(0.5)
+        print(json.dumps(sent), flush=True)
+        time.sleep(120)
+    """)
+    try:
+        first_line(worker)
+        assert len(processes_with(marker)) >= 2  # the children run, outside the grader's process group
+    finally:
+        worker.stop()
+    deadline = time.monotonic() + 10
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = processes_with(marker)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "processes the sandboxed code started outlived Worker.stop()"
+
+
+@BWRAP
+def test_sandbox_worker_without_the_allow_list():
+    """The real worker, sent code the policy refuses: memory limit, autograd off, no imports but torch."""
+    memory = 4 * 2**30
+    worker = sandbox.Worker(memory, "bubblewrap")
+    code = {"over": "x = torch.ones(6 * 2**30 // 4)\nok = 1",        # 6 GB: above the limit
+            "under": "x = torch.ones(2**26)\nok = x.numel()",        # 256 MB
+            "grad": "t = torch.ones(3, requires_grad=True)\nok = [(t * t).sum().requires_grad, torch.is_grad_enabled()]",
+            "import": "import os\nok = os.getpid()",
+            "builtins": "ok = open('/etc/hostname').read()"}
+    try:
+        worker.send({"code": code, "definitions": ""})
+        answers = {key: worker.ask({"key": key, "inputs": {}, "outputs": ["ok"]}, 120) for key in code}
+    finally:
+        worker.stop()
+    assert answers["over"]["error"] and "ok" not in answers["over"]["outputs"], answers["over"]
+    assert answers["under"]["outputs"] == {"ok": 2**26}, answers["under"]
+    assert answers["grad"]["outputs"] == {"ok": [False, False]}, answers["grad"]
+    assert answers["import"]["error"].startswith("ImportError"), answers["import"]
+    assert answers["builtins"]["error"].startswith("NameError"), answers["builtins"]

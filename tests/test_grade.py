@@ -19,7 +19,7 @@ import pytest
 
 import grade
 import grade_class
-from grader import cli, policy, reference, report, submissions
+from grader import cli, policy, reference, report, sandbox, submissions
 from grader import course as gc
 
 TIMEOUT = 10  # per answer and batch; answers take milliseconds, exercise 4's training a few seconds
@@ -403,3 +403,14 @@ def test_the_same_inputs_give_the_same_outputs(tmp_path):
     rows = list(csv.DictReader(outputs[0]["gradebook.csv"].splitlines()))
     assert [(r["submission"], r["status"], r["02:dlogits"]) for r in rows] == [("a.ipynb", "error", ""),
                                                                                ("b/ex2.ipynb", "graded", "0")]
+
+
+def test_without_bubblewrap_the_grader_says_so_and_isolates_processes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sandbox, "_BWRAP", (False, "bubblewrap cannot start a sandbox here: (as on macOS)"))
+    cls = tmp_path / "class"
+    grade_class.save(grade_class.answer_notebook("02", course=COURSE), cls / "ex2.ipynb")
+    rows = cli.grade(cls, tmp_path / "out", timeout=TIMEOUT, seed=SEED, progress_bar=False)
+    assert [(r["status"], r["score"] == r["max_score"]) for r in rows] == [("graded", True)]
+    assert capsys.readouterr().err.count("warning: process isolation only") == 1
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["sandbox"].startswith("process isolation only"), run

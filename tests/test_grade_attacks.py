@@ -122,6 +122,7 @@ dlogits = ((batch_losses(x + bumps) - batch_losses(x - bumps)) / (2 * e)).view(x
 DEEP_SUM = "dl = " + "+".join(["l"] * 100_000)       # ast.parse: RecursionError
 DEEP_UNARY = "y = " + "-" * 100_000 + "1"             # ast.parse: MemoryError
 P01, R01 = "policy_01.ipynb", "runtime_01.ipynb"
+FORMULA = '=HYPERLINK("http://evil.example";"grade").ipynb'  # a name a student may choose when uploading
 
 ATTACKS = [
     # --- exercise 1, answers the allow-list must refuse (autograd, the file system, processes) ---
@@ -163,28 +164,31 @@ ATTACKS = [
     Attack("generator_frame", P01, "demb", "demb = (x for x in [1]).gi_frame.f_back.f_globals['emb']"),
     Attack("read_hidden_seed", P01, "dC", "dC = torch.initial_seed() + torch.random.get_rng_state().sum()"),
     Attack("type_builtin", P01, "dlogprobs", "dlogprobs = type(logprobs).grad.__get__(logprobs)"),
-    # --- exercise 1, answers that run in the worker and misbehave there ---
+    # --- exercise 1, answers that run in the worker and misbehave there (an honest answer follows each one
+    # that stops the worker: the next worker's start must not cost it its point) ---
     Attack("hard_coded_batch", R01, "dlogprobs"),  # code: hard_coded()
     Attack("print_50MB", R01, "dprobs", 'print("x" * 50_000_000)\ndprobs = probs * 0'),
     Attack("allocate_20GB", R01, "dcounts_sum_inv",
            "big = torch.ones(5 * 2**30)\ndcounts_sum_inv = big[:32].view(32, 1)"),
-    Attack("endless_loop", R01, "dcounts_sum", "while True:\n    pass"),
-    Attack("answer_over_frame_cap", R01, "dcounts", "dcounts = torch.zeros(70_000_000)  # 280 MB"),
-    Attack("function_object", R01, "dnorm_logits", "dnorm_logits = F.softmax"),
-    Attack("named_tuple", R01, "dlogit_maxes", "dlogit_maxes = logit_maxes.max(1)"),
+    Attack("huge_error_message", R01, "dcounts_sum", 'raise ValueError("x" * 10_000_000)'),
+    Attack("function_object", R01, "dcounts", "dcounts = F.softmax"),
+    Attack("named_tuple", R01, "dnorm_logits", "dnorm_logits = norm_logits.max(1)"),
     Attack("rebind_cmp", R01, "dlogits",
            "cmp = lambda *args, **kwargs: True\nsummary = cmp\ndlogits = torch.zeros_like(logits)"),
     Attack("poison_inputs", R01, "dh", "W2.zero_()\ndlogits.zero_()\nh.zero_()\ndh = dlogits @ W2.T"),
-    Attack("meta_tensor_checked", R01, "dhpreact", 'dhpreact = torch.empty(32, 64, device="meta")'),
-    Attack("complex", R01, "dbngain", "dbngain = (bnraw * dhpreact).sum(0, keepdim=True) + 0j"),
-    Attack("nan", R01, "dbnbias", 'dbnbias = torch.full_like(bnbias, float("nan"))'),
-    Attack("infinite_recursion", R01, "dbnvar", "def deeper(x):\n    return deeper(x)\ndbnvar = deeper(bnvar)"),
-    Attack("html_in_error", R01, "dbndiff2",
+    Attack("meta_tensor_checked", R01, "db2", 'db2 = torch.empty(27, device="meta")'),
+    Attack("complex", R01, "dhpreact", "dhpreact = torch.addcmul(torch.ones_like(h), h, h, value=-1) * dh + 0j"),
+    Attack("nan", R01, "dbngain", 'dbngain = torch.full_like(bngain, float("nan"))'),
+    Attack("endless_loop", R01, "dbnbias", "while True:\n    pass"),
+    Attack("infinite_recursion", R01, "dbnvar_inv",
+           "def deeper(x):\n    return deeper(x)\ndbnvar_inv = deeper(bnvar)"),
+    Attack("html_in_error", R01, "dbnvar",
            "raise ValueError(\"<script>alert('pwned')</script>\\n=HYPERLINK(\\\"http://evil\\\")\")"),
-    Attack("list_over_cap", R01, "dbndiff", "dbndiff = [0.0] * 10_001"),
-    Attack("deep_nesting", R01, "dhprebn", "dhprebn = [[[[[[[[dbndiff]]]]]]]]"),
-    Attack("huge_int_checked", R01, "dembcat", "dembcat = 10**400"),
-    Attack("string_50MB", R01, "db1", 'db1 = "x" * 50_000_000'),
+    Attack("list_over_cap", R01, "dbndiff2", "dbndiff2 = [0.0] * 10_001"),
+    Attack("deep_nesting", R01, "dbndiff", "dbndiff = [[[[[[[[bndiff]]]]]]]]"),
+    Attack("huge_int_checked", R01, "dbnmeani", "dbnmeani = 10**400"),
+    Attack("answer_over_frame_cap", R01, "dhprebn", "dhprebn = [torch.zeros(9_000_000)] * 8  # 288 MB"),
+    Attack("string_50MB", R01, "dW1", 'dW1 = "x" * 50_000_000'),
     # --- exercise 2 ---
     Attack("builtin_as_value", "runtime_02.ipynb", "grad_lse", "grad_lse = print", exercise="02"),
     Attack("numerical_gradient", "runtime_02.ipynb", "dlogits", NUMERICAL_DLOGITS, exercise="02"),
@@ -217,7 +221,11 @@ ATTACKS = [
     Attack("helper_cell_too_deep_for_ast", "deep_helper_01.ipynb", None, cells=(DEEP_UNARY,)),
     Attack("nul_byte_cell", "nul_byte_01.ipynb", None, cells=("x = 1\0",)),
     Attack("symlink_to_solution", "symlink_02.ipynb", None, exercise="02"),
+    Attack("spreadsheet_formula_as_file_name", FORMULA, None),
 ]
+# What no allow-list can refuse: finite differences are tensor code like any other.
+KNOWN_LIMITS = {"numerical_gradient": "finite differences of the forward pass need only allowed tensor code",
+                "numerical_gradient_function": "finite differences of the forward pass need only allowed tensor code"}
 
 
 def items_of(number):
@@ -256,7 +264,7 @@ def graded(tmp_path_factory):
         grade_class.save(notebook(number, answers, cells=[c for a in attacks for c in a.cells]), cls / name)
     (cls / "deep_json.ipynb").write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
     for attack in ATTACKS:
-        if attack.cells and attack.key is None:
+        if (attack.cells or attack.file == FORMULA) and attack.key is None:
             (cls / attack.file).write_text(nbformat.writes(notebook(attack.exercise, blank=True, cells=attack.cells)))
     (cls / "symlink_02.ipynb").symlink_to(gc.SOLUTIONS / COURSE["02"].name)
     started, crash = time.monotonic(), None
@@ -292,7 +300,9 @@ def test_honest_submissions_get_full_marks(graded, number):
     assert row["score"] == row["max_score"] == len(items_of(number)), points(row, number)
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
+@pytest.mark.parametrize("attack", [
+    pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=KNOWN_LIMITS[a.name])) if a.name in KNOWN_LIMITS
+    else a for a in ATTACKS], ids=[a.name for a in ATTACKS])
 def test_the_attack_scores_nothing(graded, attack):
     row = row_of(graded, attack.file)
     got = points(row, attack.exercise)
@@ -307,6 +317,13 @@ def test_the_other_items_of_an_attacking_notebook_keep_their_points(graded, name
     attacked = set().union(*(expected_zero(a) for a in attacks)) | {gc.TRAINING}
     lost = {item: p for item, p in points(row, number).items() if item not in attacked and p != 1}
     assert not lost, f"{name}: right answers next to the attacks lost their point: {lost}; {row['message']}"
+
+
+def test_a_file_name_is_not_a_spreadsheet_formula(graded):
+    row_of(graded, FORMULA)
+    for table in ["gradebook.csv", "items.csv"]:
+        cells = [c for line in (graded["out"] / table).read_text().splitlines() for c in line.split(",")]
+        assert not [c for c in cells if c.lstrip('"').startswith(("=", "+", "-", "@"))], table
 
 
 def test_an_error_message_with_html_is_escaped(graded):
@@ -367,7 +384,7 @@ def test_sandbox_hides_the_course_and_the_machine(monkeypatch, tmp_path):
                     found[path] = f"read {{len(f.read())}} bytes"
             except OSError as error:
                 found[path] = type(error).__name__
-        for path in [sys.prefix + "/pwned", "/usr/pwned", "/grader/worker.py", "/pwned"]:
+        for path in [sys.prefix + "/pwned", "/usr/pwned", "/grader/worker.py", sys.executable]:
             try:
                 with open(path, "a") as f:
                     f.write("x")
@@ -384,6 +401,37 @@ def test_sandbox_hides_the_course_and_the_machine(monkeypatch, tmp_path):
     listing = found.pop("listing")
     assert not [k for k, v in found.items() if v.startswith(("read", "written"))], found
     assert set(listing) <= {".venv"}, listing  # only the venv of the course's folder is mounted
+
+
+@BWRAP
+def test_sandbox_has_no_uncapped_writable_place(monkeypatch):
+    """Files in a tmpfs take the machine's memory, outside the worker's address-space limit: every
+    writable place must be capped (only /tmp, at sandbox.TMP_SIZE)."""
+    worker = sandboxed_script(monkeypatch, f"""
+        import json, os
+        found = {{}}
+        for folder in ["/", "/tmp", "/dev", "/dev/shm", "/grader", "/proc", "/work"]:
+            path, written = os.path.join(folder, "fill"), 0
+            try:
+                with open(path, "wb") as f:
+                    while written < {sandbox.TMP_SIZE} + 16 * 2**20:
+                        f.write(b"x" * 2**20)
+                        f.flush()
+                        written += 2**20
+            except OSError:
+                pass
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            found[folder] = written
+        print(json.dumps(found), flush=True)
+    """)
+    try:
+        found = first_line(worker)
+    finally:
+        worker.stop()
+    assert {k: v for k, v in found.items() if v > sandbox.TMP_SIZE} == {}, found
 
 
 @BWRAP
@@ -446,7 +494,7 @@ def test_sandbox_has_no_network(monkeypatch):
 
 
 @BWRAP
-def test_sandbox_tmp_is_capped(monkeypatch):
+def test_sandbox_tmp_is_capped(monkeypatch):  # and full: ENOSPC
     worker = sandboxed_script(monkeypatch, """
         import json, os
         written, error = 0, None

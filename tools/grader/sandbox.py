@@ -38,7 +38,7 @@ class WorkerGone(Exception):
 
 
 def _bwrap_command(memory):
-    python = Path(sys.executable)
+    python = Path(os.path.normpath(os.path.abspath(sys.executable)))  # the venv's, not resolved
     binds = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
     command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                "--uid", "65534", "--gid", "65534",

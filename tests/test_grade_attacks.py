@@ -19,6 +19,7 @@ Separately (test_sandbox_*), what the sandbox promises is checked at the OS leve
 bypass the allow-list: our own script started with sandbox._bwrap_command's bubblewrap options, and
 the real worker sent code the grader's policy would refuse.
 """
+import csv
 import json
 import os
 import select
@@ -54,7 +55,8 @@ class Attack:
     code: str = ""
     items: tuple = ()    # the items that must score 0 (a file attack: every item of the file)
     exercise: str = "01"
-    cells: tuple = ()    # code cells of the student's own added to the notebook
+    cells: tuple = ()    # code cells of the student's own added to the notebook (a file attack: to one
+                         # without answer cells, so that no worker starts for it)
 
 
 def notebook(number, answers=(), *, blank=False, cells=()):
@@ -122,7 +124,7 @@ dlogits = ((batch_losses(x + bumps) - batch_losses(x - bumps)) / (2 * e)).view(x
 DEEP_SUM = "dl = " + "+".join(["l"] * 100_000)       # ast.parse: RecursionError
 DEEP_UNARY = "y = " + "-" * 100_000 + "1"             # ast.parse: MemoryError
 P01, R01 = "policy_01.ipynb", "runtime_01.ipynb"
-FORMULA = '=HYPERLINK("http://evil.example";"grade").ipynb'  # a name a student may choose when uploading
+FORMULA = '=HYPERLINK("evil.example","grade").ipynb'  # a name a student may choose when uploading
 
 ATTACKS = [
     # --- exercise 1, answers the allow-list must refuse (autograd, the file system, processes) ---
@@ -191,13 +193,13 @@ ATTACKS = [
     Attack("string_50MB", R01, "dW1", 'dW1 = "x" * 50_000_000'),
     # --- exercise 2 ---
     Attack("builtin_as_value", "runtime_02.ipynb", "grad_lse", "grad_lse = print", exercise="02"),
+    Attack("expression_too_deep_for_ast", "runtime_02.ipynb", "dl", DEEP_SUM, exercise="02"),
     Attack("numerical_gradient", "runtime_02.ipynb", "dlogits", NUMERICAL_DLOGITS, exercise="02"),
-    Attack("expression_too_deep_for_ast", "deep_expression_02.ipynb", "dl", DEEP_SUM, exercise="02"),
     # --- exercise 3 ---
     Attack("hard_coded_gradient", "runtime_03.ipynb", "dbngain", exercise="03"),  # code: hard_coded()
     Attack("copy_earlier_answer", "runtime_03.ipynb", "dhprebn", "dhprebn = dhprebn_paths.clone()", exercise="03"),
     # --- exercise 4 (training needs every function right: it scores 0 next to any attack) ---
-    Attack("return_in_function_body", "return_04.ipynb", "cross_entropy_backward",
+    Attack("return_in_function_body", "runtime_04.ipynb", "cross_entropy_backward",
            "return F.softmax(logits, 1) - F.one_hot(Yb, vocab_size)  # no 1/n", exercise="04"),
     Attack("meta_tensor_in_tuple", "runtime_04.ipynb", "linear2_backward",
            'dh = torch.empty(dlogits.shape[0], W2.shape[0], device="meta")\ndW2 = h.T @ dlogits\n'
@@ -211,10 +213,7 @@ ATTACKS = [
            exercise="05"),
     Attack("meta_tensor_unchecked", "runtime_05.ipynb", "clip_gradients", 'scale = torch.empty((), device="meta")',
            exercise="05"),
-    Attack("meta_bool_and_meta_float", "runtime_05.ipynb", "dead",
-           'dead = torch.zeros(64, dtype=torch.bool, device="meta")\ndead_fraction = torch.empty((), device="meta")',
-           items=("dead", "dead_fraction"), exercise="05"),
-    Attack("huge_int_unchecked", "huge_int_05.ipynb", "dead",
+    Attack("huge_int_unchecked", "runtime_05.ipynb", "dead",
            "dead = (h.abs() > 0.99).all(0)\ndead_fraction = 10**400", items=("dead_fraction",), exercise="05"),
     # --- whole files ---
     Attack("deep_json", "deep_json.ipynb", None),
@@ -265,7 +264,9 @@ def graded(tmp_path_factory):
     (cls / "deep_json.ipynb").write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
     for attack in ATTACKS:
         if (attack.cells or attack.file == FORMULA) and attack.key is None:
-            (cls / attack.file).write_text(nbformat.writes(notebook(attack.exercise, blank=True, cells=attack.cells)))
+            nb = notebook(attack.exercise, cells=attack.cells)
+            nb.cells = [c for c in nb.cells if c.get("id") not in COURSE[attack.exercise].answers]
+            (cls / attack.file).write_text(nbformat.writes(nb))
     (cls / "symlink_02.ipynb").symlink_to(gc.SOLUTIONS / COURSE["02"].name)
     started, crash = time.monotonic(), None
     try:
@@ -322,8 +323,9 @@ def test_the_other_items_of_an_attacking_notebook_keep_their_points(graded, name
 def test_a_file_name_is_not_a_spreadsheet_formula(graded):
     row_of(graded, FORMULA)
     for table in ["gradebook.csv", "items.csv"]:
-        cells = [c for line in (graded["out"] / table).read_text().splitlines() for c in line.split(",")]
-        assert not [c for c in cells if c.lstrip('"').startswith(("=", "+", "-", "@"))], table
+        with open(graded["out"] / table, newline="") as f:
+            cells = [c for row in csv.reader(f) for c in row]
+        assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))], table
 
 
 def test_an_error_message_with_html_is_escaped(graded):

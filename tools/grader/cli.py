@@ -46,22 +46,30 @@ def prepare(path, course):
     return "graded", number, "", answers, submissions.helper_functions(cells, sources)
 
 
-def references(course, numbers, *, seed, train_steps):
+_RECORDINGS = {}  # the runs of a solution, kept for grading runs in the same process (tests) with the same settings
+
+
+def references(course, numbers, *, seed, train_steps, solutions=SOLUTIONS):
     """{number: [recording on the notebook's batch, recording on the hidden batch]}; UsageError if a solution fails."""
     out = {}
     for number in numbers:
         exercise = course[number]
-        out[number] = [reference.run(exercise, train_steps=train_steps),
-                       reference.run(exercise, hidden_seed=seed, train_steps=train_steps)]
-        for variant, recording in enumerate(out[number]):
-            if recording.errors:
-                index, error = recording.errors[0]
-                where = "" if variant == 0 else " on the grader's hidden batch"
-                raise UsageError(f"solutions/{exercise.name} does not run under the grader{where}: its cell "
-                                 f"{index + 1} (counting graded code cells) raised {error}")
-        if exercise.training and out[number][0].namespace.get("val_loss") is None:
-            raise UsageError(f"solutions/{exercise.name} sets no val_loss")
-        _drop_failing_checks(exercise, out[number])
+        path = Path(solutions) / exercise.name
+        key = (str(path), path.stat().st_mtime_ns, seed, train_steps)
+        if key not in _RECORDINGS:
+            recordings = [reference.run(exercise, train_steps=train_steps),
+                          reference.run(exercise, hidden_seed=seed, train_steps=train_steps)]
+            for variant, recording in enumerate(recordings):
+                if recording.errors:
+                    index, error = recording.errors[0]
+                    where = "" if variant == 0 else " on the grader's hidden batch"
+                    raise UsageError(f"solutions/{exercise.name} does not run under the grader{where}: its cell "
+                                     f"{index + 1} (counting graded code cells) raised {error}")
+            if exercise.training and recordings[0].namespace.get("val_loss") is None:
+                raise UsageError(f"solutions/{exercise.name} sets no val_loss")
+            _drop_failing_checks(exercise, recordings)
+            _RECORDINGS[key] = recordings
+        out[number] = _RECORDINGS[key]
     return out
 
 
@@ -171,7 +179,7 @@ def grade(folder, out, *, jobs=1, timeout=DEFAULT_TIMEOUT, shard=None, train_ste
         ids = select_shard(ids, *shard)
     prepared = {sid: prepare(folder / sid, course) for sid in ids}
     needed = sorted({p[1] for p in prepared.values() if p[3] is not None})
-    recordings = references(course, needed, seed=seed, train_steps=train_steps)
+    recordings = references(course, needed, seed=seed, train_steps=train_steps, solutions=solutions)
     options = {"timeout": timeout, "memory": int(memory_gb * 2**30), "isolation": isolation,
                "train_steps": train_steps}
     graded = {}

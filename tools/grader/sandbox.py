@@ -27,6 +27,7 @@ WORKER = Path(__file__).resolve().parent / "worker.py"
 FRAME_CAP = 256 * 2**20  # bytes of one answer: a bigger one is not read
 TMP_SIZE = 64 * 2**20
 ELEMENT_CAP = 10_000_000  # elements of one tensor in an answer
+STARTUP = 120  # seconds a worker may take to start (importing PyTorch), on top of the first answer's limit
 
 
 class WorkerGone(Exception):
@@ -120,6 +121,7 @@ class Worker:
             cwd, env = self.folder, {"HOME": self.folder, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
+        self.answered = False  # the first answer also waits for the worker to start (PyTorch's import)
 
     def send(self, obj):
         buffer = io.BytesIO()
@@ -134,7 +136,7 @@ class Worker:
     def ask(self, request, timeout):
         """The worker's answer to one request, or WorkerGone (the worker is then stopped)."""
         self.send(request)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout + (0 if self.answered else STARTUP)
         head = self._read(8, deadline)
         (size,) = struct.unpack(">Q", head)
         if size > FRAME_CAP:
@@ -149,6 +151,7 @@ class Worker:
         if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), dict) or not _plain(answer):
             self.stop()
             raise WorkerGone("its answer is not plain data (dense tensors on the CPU, and numbers)")
+        self.answered = True
         return answer
 
     def _read(self, size, deadline):

@@ -14,12 +14,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import course as settings  # noqa: E402  (tools/course.py: the course's one list of helper files)
+
 from . import plan as planning
 from . import reference, report, run, sandbox, score, submissions
 from .course import ROOT, SOLUTIONS, TRAINING, load_course
 from .report import UsageError
 
-HELPERS = ["cmp.py", "data/__init__.py", "data/names.py", "data/names.txt"]
+HELPERS = settings.HELPER_FILES + ["data/names.txt"]  # what the solutions import, and the data
 DEFAULT_TIMEOUT = 10      # seconds per answer and batch
 DEFAULT_TRAIN_STEPS = 1000
 DEFAULT_MEMORY_GB = 4.0

@@ -103,7 +103,7 @@ def judge_item(item, plan, results, recordings):
         if kind != "ok":
             entry_out.update(status="not run" if kind == "rejected" else "not done", hint=sentence, diagnosis=kind)
             return entry_out
-    status = ""
+    statuses = set()
     for group in groups:
         names = group.names if group.function else [item]
         for variant, recording in enumerate(recordings):
@@ -126,6 +126,7 @@ def judge_item(item, plan, results, recordings):
                         entry_out.update(status="not done", hint=f"`{name}` is still None", diagnosis="not done")
                         return entry_out
                     right, status, hint, diagnosis = _verdict(name, answer["outputs"][name], entries[index])
+                    statuses.add(status)
                     if not right:
                         if variant:
                             hint = (f"right on the notebook's batch but not on {VARIANTS[variant]}: does the "
@@ -134,7 +135,7 @@ def judge_item(item, plan, results, recordings):
                             hint = f"`{name}`: {hint}"
                         entry_out.update(status=status, hint=hint, diagnosis=diagnosis)
                         return entry_out
-    entry_out.update(points=1, status=status or "right")
+    entry_out.update(points=1, status="exact" if statuses == {"exact"} else "right")  # bit-identical, or close
     return entry_out
 
 

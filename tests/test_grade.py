@@ -344,6 +344,8 @@ def test_policy_rejects(code, why):
     "def helper(x):\n    return 1 / x\ndprobs = helper(probs) * dlogprobs",
     "with torch.no_grad():\n    dprobs = torch.einsum('ij,ij->ij', dlogprobs, probs.reciprocal())",
     "dprobs = F.one_hot(Yb, vocab_size).float() * dlogprobs / probs.detach()",
+    "rows = []\nfor i in range(n):\n    rows.append(dlogprobs[i] / probs[i])\ndprobs = torch.stack(rows)",
+    "dprobs = dlogprobs * torch.exp(-torch.log(probs)) * math.e ** 0",
 ])
 def test_policy_allows(code):
     assert policy.check(code) is None

@@ -35,7 +35,8 @@ import nbformat
 import pytest
 
 import grade_class
-from grader import cli, sandbox
+from grader import cli, run, sandbox
+from grader import plan as planning
 from grader import course as gc
 
 COURSE = gc.load_course()
@@ -332,6 +333,20 @@ def test_an_error_message_with_html_is_escaped(graded):
     row_of(graded, R01)
     page = (graded["out"] / "feedback" / f"{R01}.html").read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_the_time_limit_is_the_answers_not_the_workers_start():
+    """Starting a worker (importing torch in a sandbox: seconds on a busy machine) must not count against
+    the first answer's time limit, nor against the first answer after an endless loop stopped a worker:
+    else one slow start costs an honest notebook every answer, one after the other."""
+    code = {"first": "x = 1", "endless": "while True:\n    pass", "after": "x = 2"}
+    plan = planning.Plan(COURSE["02"], {}, {}, code=code,
+                         requests=[planning.Request(key, 0, 0, {}, ["x"]) for key in code])
+    isolation = "bubblewrap" if sandbox.bubblewrap_status()[0] else "process"
+    results = run.execute(plan, timeout=0.5, memory=4 * 2**30, isolation=isolation)
+    assert results[("first", 0, 0)]["outputs"] == {"x": 1}, results[("first", 0, 0)]
+    assert results[("endless", 0, 0)].kind == "timeout"
+    assert results[("after", 0, 0)]["outputs"] == {"x": 2}, results[("after", 0, 0)]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The allow-list: what an answer may use. check() gives the reason an answer is not run, or None.
 
 A backward pass needs tensor arithmetic, indexing, loops, helper functions and a few dozen tensor
-methods and torch functions. An answer may use exactly those: the syntax below, the builtins in
-worker.ALLOWED_BUILTINS, and attributes from ATTRIBUTES (tensor methods and properties, `torch.X` and
-`F.X` functions). Everything else is refused with a reason, whatever its spelling: any name or
+methods and torch functions. An answer may use exactly those: the syntax below, `torch`, `F` and
+`math`, the builtins in worker.ALLOWED_BUILTINS, and attributes from ATTRIBUTES (tensor methods and
+properties, `torch.X`, `F.X` and `math.X` functions, list and dict methods). Everything else is refused with a reason, whatever its spelling: any name or
 attribute starting with `__`, any attribute starting with `_`, `match`, `import`, `global`, classes,
 `async`, and every builtin or attribute not on the lists (so no getattr, eval, open, format, .grad,
 .backward, torch.autograd, torch.sys ...). None of the listed attributes turns autograd back on.
@@ -27,6 +27,8 @@ TENSOR_ATTRIBUTES = """
     zero_ fill_ copy_ new_zeros new_ones new_full new_tensor new_empty zeros_like
     eq ne lt le gt ge isclose allclose equal logical_and logical_or logical_not any all isnan isinf isfinite
     float double half long int bool to type_as is_floating_point
+    diag diag_embed diagonal broadcast_to tile movedim swapaxes swapdims minimum maximum exp2 log2 log10
+    append extend insert pop items keys get update index count copy
 """.split()
 TORCH_FUNCTIONS = """
     tensor as_tensor zeros ones full empty arange linspace eye zeros_like ones_like full_like empty_like
@@ -34,8 +36,9 @@ TORCH_FUNCTIONS = """
     float32 float64 long int64 bool
     no_grad
 """.split()
-F_FUNCTIONS = "one_hot softmax log_softmax cross_entropy tanh relu".split()
-ATTRIBUTES = frozenset(TENSOR_ATTRIBUTES + TORCH_FUNCTIONS + F_FUNCTIONS)
+F_FUNCTIONS = "one_hot softmax log_softmax cross_entropy nll_loss tanh relu sigmoid".split()
+MATH_CONSTANTS = "pi e inf nan fsum fabs isclose".split()  # math.X; math's functions share tensors' names
+ATTRIBUTES = frozenset(TENSOR_ATTRIBUTES + TORCH_FUNCTIONS + F_FUNCTIONS + MATH_CONSTANTS)
 BUILTINS = frozenset(worker.ALLOWED_BUILTINS)
 FORBIDDEN_NODES = {
     ast.Import: "imports a module (everything an answer needs is already imported)",

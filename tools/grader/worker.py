@@ -13,9 +13,10 @@ It imports nothing of the course. It reads frames from stdin and answers each on
 
 Before any student code runs: autograd is switched off, the memory limit is set, the real stdout is
 moved to a private descriptor (what an answer prints goes to a capped buffer, what C code prints to
-/dev/null), and answers see only the data they were sent, `torch`, `F` and a short list of builtins.
+/dev/null), and answers see only the data they were sent, `torch`, `F`, `math` and a short list of builtins.
 """
 import io
+import math
 import os
 import resource
 import struct
@@ -119,7 +120,7 @@ def main():
     definitions = compile(program["definitions"], "<your functions>", "exec")
     while (frame := read_frame(inp)) is not None:
         request = load(frame)
-        namespace = {"__builtins__": safe_builtins, "torch": torch, "F": F, **request["inputs"]}
+        namespace = {"__builtins__": safe_builtins, "torch": torch, "F": F, "math": math, **request["inputs"]}
         printed = CappedText()
         sys.stdout = sys.stderr = printed
         answer = {"outputs": {}, "missing": [], "error": None}

@@ -13,6 +13,7 @@ idea, hint 3 at most the structure, never the line. These tests hold two parts o
 This file reads the notebooks as plain JSON and finds the solution regions itself: it shares no code
 with tools/make_exercises.py, so a bug in the generator's parser cannot hide a leak from it.
 """
+import ast
 import copy
 import html
 import io
@@ -244,3 +245,150 @@ def test_the_hint_checker_wants_the_name_and_a_shape_in_a_hint_after_the_blank()
     assert blanks_without_hints({"cells": [exercise()["cells"][0], untagged]}) == [(0, "dW2")]
     code_between = {"cell_type": "code", "source": "print(1)"}
     assert blanks_without_hints(exercise("dW2: (64, 27)", between=[code_between])) == [(0, "dW2")]
+
+
+# --- renamed leaks: a later exercise's code under other names ---
+#
+# A cheat sheet or a hint can hold a solution line with its variables renamed (`dT = torch.zeros_like(T)
+# .index_add_(0, idx.view(-1), dy.view(-1, d))` is exercise 1's `dC`). Compared as strings it looks new.
+# So both sides are parsed and normalised: every variable is renamed in order of first appearance
+# (v0, v1, ...; `torch`, `F` and builtins keep their names), numbers compared by value. What each
+# statement of a cell computes (the right-hand side of an assignment, an expression; in code cells,
+# and in inline code, <code> and fenced blocks of markdown) is compared with what every solution line
+# of every later notebook computes. Whole values, not their parts: the forward pass
+# is full of `x.sum(0, keepdim=True)` inside larger expressions, and that gives nothing away.
+
+KEEP_NAMES = {"torch", "F", "range", "len", "float", "int", "abs", "sum", "max", "min"}
+MIN_NODES = 4  # with an attribute or index among them: `v0 @ v1.T` is a rule, `v0 * v1 + v2` any arithmetic
+
+
+class _Canonical(ast.NodeTransformer):
+    def __init__(self):
+        self.names = {}
+
+    def visit_Name(self, node):
+        if node.id in KEEP_NAMES:
+            return ast.Name(id=node.id, ctx=ast.Load())
+        new = self.names.setdefault(node.id, f"v{len(self.names)}")
+        return ast.Name(id=new, ctx=ast.Load())
+
+    def visit_Constant(self, node):
+        value = float(node.value) if isinstance(node.value, (int, float)) and not isinstance(node.value, bool) else node.value
+        return ast.Constant(value=value)
+
+
+def canonical(node):
+    """A sub-expression as a string that ignores the variables' names and the spelling of numbers."""
+    return ast.dump(_Canonical().visit(copy.deepcopy(node)), annotate_fields=False, include_attributes=False)
+
+
+def size(node):
+    """Nodes that carry meaning: every expression and keyword but the names that are not renamed."""
+    return sum(isinstance(n, (ast.expr, ast.keyword)) and not (isinstance(n, ast.Name) and n.id in KEEP_NAMES)
+               for n in ast.walk(node))
+
+
+def telling(node):
+    """Big enough to tell something: `v0 @ v1.T` is; `torch.zeros_like(v0)` and `v0 * v1 + v2` are not."""
+    return size(node) >= MIN_NODES and any(isinstance(n, (ast.Attribute, ast.Subscript)) for n in ast.walk(node))
+
+
+def parse(code):
+    """The statements of `code`, or of each of its lines (and `;`-separated parts) that parse; [] if none do."""
+    code = textwrap.dedent(code).strip()
+    for attempt in (code, code.replace("\n", " ")):
+        try:
+            return ast.parse(attempt).body
+        except SyntaxError:
+            pass
+    statements = []
+    for part in re.split(r"[;\n]", code):
+        try:
+            statements += ast.parse(part.strip()).body
+        except SyntaxError:
+            pass
+    return statements
+
+
+def computed(statement):
+    """What a statement computes: the value of an assignment, an expression or a return (each item of
+    a tuple: `a, b = x, y`); nothing for a loop or a definition (their bodies are statements too)."""
+    value = getattr(statement, "value", None)
+    if not isinstance(statement, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return)) or value is None:
+        return []
+    return list(value.elts) if isinstance(value, ast.Tuple) else [value]
+
+
+def solution_trees(solution):
+    """{canonical expression: solution line} of the expressions a notebook's solution regions compute."""
+    found = {}
+    for cell in solution["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for code in marked_regions(text(cell)):
+            for _, source in logical_lines(code):
+                for statement in parse(source):
+                    for value in computed(statement):
+                        if telling(value):
+                            found.setdefault(canonical(value), source)
+    return found
+
+
+CODE_SPANS = [re.compile(r"```(?:python)?\n(.*?)```", re.S), re.compile(r"<code>(.*?)</code>", re.S),
+              re.compile(r"(?<!`)`([^`\n]+)`(?!`)")]
+
+
+def code_in(cell):
+    """The pieces of code a reader sees in a cell: all of a code or raw cell; the code spans of markdown."""
+    if cell["cell_type"] in ("code", "raw"):
+        return [text(cell)]
+    s = html.unescape(text(cell))
+    return [m.group(1) for pattern in CODE_SPANS for m in pattern.finditer(s)]
+
+
+def renamed_leaks(trees, exercise):
+    """[(cell index, solution line)] for every cell holding, under any names, one of `trees`."""
+    found = []
+    for index, cell in enumerate(exercise["cells"]):
+        seen = set()
+        for code in code_in(cell):
+            for statement in (node for top in parse(code) for node in ast.walk(top) if isinstance(node, ast.stmt)):
+                seen |= {canonical(value) for value in computed(statement) if telling(value)}
+        found += sorted({(index, line) for tree, line in trees.items() if tree in seen})
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_cell_holds_a_solution_line_of_a_later_exercise_under_other_names(name):
+    exercise = load(ROOT / "notebooks" / name)
+    later = [n for n in NAMES if n > name]  # this notebook's own lines: the leak test above
+    leaked = {n: renamed_leaks(solution_trees(load(ROOT / "solutions" / n)), exercise) for n in later}
+    assert {n: found for n, found in leaked.items() if found} == {}
+
+
+def test_the_renamed_leak_checker_finds_a_later_line_planted_under_other_names():
+    trees = solution_trees(load(ROOT / "solutions" / "01_atomic_backward.ipynb"))
+    warmup = load(ROOT / "notebooks" / "00_warmup.ipynb")
+    assert renamed_leaks(trees, warmup) == []
+    plants = [  # each a line of exercise 1's solution, renamed, respaced or rewrapped
+        ("markdown", "| lookup | `dT = torch.zeros_like(T).index_add_(0, idx.view(-1), dy.view(-1, d))` |"),
+        ("markdown", "Hint 3: <code>grad_in = up @ weights.T</code>"),
+        ("markdown", "```python\nd_bias = g.sum(0,\n            keepdim = True)\n```"),
+        ("code", "def backward(dy, x, W):\n    return dy @ W.T, x.T @ dy"),
+        ("raw", "dx = dy.view(x.shape)"),
+    ]
+    for cell_type, content in plants:
+        found = renamed_leaks(trees, planted(warmup, cell_type, content))
+        assert found and {line for _, line in found} <= set(trees.values()), content
+
+
+def test_the_renamed_leak_checker_passes_what_gives_nothing_away():
+    trees = solution_trees({"cells": [{"cell_type": "code", "source": "### BEGIN SOLUTION\n"
+                                       "dW2 = h.T @ dlogits\ndbnbias = dhpreact.sum(0, keepdim=True)\n"
+                                       "dcounts = counts_sum_inv * dprobs\nd0 = torch.zeros_like(C)\n### END SOLUTION"}]})
+    assert len(trees) == 2, "a product of two names and zeros_like are too common to count"
+    for content in ["`logits = h @ W2 + b2`",  # the product without the transpose
+                    "`bnmeani = 1/n * hprebn.sum(0, keepdim=True)`",  # a sum inside a larger value
+                    "`y = (x.T @ W) + 1`", "`dW2 = h.T`"]:
+        cell = {"cell_type": "markdown", "metadata": {}, "source": content}
+        assert renamed_leaks(trees, {"cells": [cell]}) == [], content

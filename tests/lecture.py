@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import data
 
 SEED = 2147483647
+BN_SEED = 42  # bngain/bnbias: their own generator (the lecture leaves them unseeded)
 N_EMBD = 10
 N_HIDDEN = 64
 BATCH = 32
@@ -48,8 +49,9 @@ def parameters(n_hidden=N_HIDDEN):
     b1 = torch.randn(n_hidden, generator=g) * 0.1
     W2 = torch.randn((n_hidden, VOCAB), generator=g) * 0.1
     b2 = torch.randn(VOCAB, generator=g) * 0.1
-    bngain = torch.randn((1, n_hidden), generator=g) * 0.1 + 1.0
-    bnbias = torch.randn((1, n_hidden), generator=g) * 0.1
+    g_bn = torch.Generator().manual_seed(BN_SEED)  # not g: the lecture's g draws only C..b2, then the batch
+    bngain = torch.randn((1, n_hidden), generator=g_bn) * 0.1 + 1.0
+    bnbias = torch.randn((1, n_hidden), generator=g_bn) * 0.1
     params = dict(C=C, W1=W1, b1=b1, W2=W2, b2=b2, bngain=bngain, bnbias=bnbias)
     for p in params.values():
         p.requires_grad = True

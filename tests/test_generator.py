@@ -180,3 +180,16 @@ def test_the_tests_network_is_the_notebooks(n_hidden):
         assert params[name].requires_grad and p.requires_grad
     assert torch.equal(torch.randint(0, 1000, (8,), generator=g), torch.randint(0, 1000, (8,), generator=ns["g"]))
     assert lecture.N_HIDDEN == course.N_HIDDEN["01"]
+
+
+@pytest.mark.parametrize("n_hidden", [64, 200])
+def test_g_draws_what_the_lectures_g_draws(n_hidden):
+    """The lecture draws only C, W1, b1, W2, b2 from g, then the batch: bngain/bnbias must not use g."""
+    ns = {"torch": torch}
+    exec(course.parameters_source(n_hidden), ns)
+    g = torch.Generator().manual_seed(2147483647)
+    for shape in [(27, 10), (30, n_hidden), (n_hidden,), (n_hidden, 27), (27,)]:
+        torch.randn(shape, generator=g)
+    assert torch.equal(torch.randint(0, 182625, (32,), generator=g),
+                       torch.randint(0, 182625, (32,), generator=ns["g"]))
+    assert ns["g"] is not ns["g_bn"] and ns["g_bn"].initial_seed() == course.BN_SEED

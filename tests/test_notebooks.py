@@ -122,3 +122,38 @@ def test_the_committed_training_run_is_the_full_one():
     train = float(out.split("train ")[1].split()[0])
     val = float(out.split("val ")[1].split()[0])
     assert train < 2.09 and val < 2.12, (train, val)
+
+
+def cells_up_to(nb, last_id):
+    """A copy of the notebook's first cells, up to and including the cell with id `last_id`."""
+    ids = [c.get("id") for c in nb.cells]
+    nb = nbformat.from_dict(dict(nb))
+    nb.cells = nb.cells[: ids.index(last_id) + 1]
+    return nb
+
+
+def output_of(nb, cell_id):
+    return "".join(out.get("text", "") for c in nb.cells if c.get("id") == cell_id for out in c.outputs)
+
+
+def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
+    nb = cells_up_to(read("notebooks", "05_debugging_lab.ipynb"), "s1-reveal")
+    status = output_of(run(nb, "notebooks"), "s1-localise").splitlines()
+    assert len(status) == 12 and all(re.fullmatch(r"\w+ +(ok|X)", line) for line in status), status
+    assert "Write your hypothesis" in output_of(nb, "s1-reveal") and "->" not in output_of(nb, "s1-reveal")
+    for cell in nb.cells:
+        if cell.get("id") == "s1-hypothesis":
+            cell.source = 'hypothesis_1 = "the loss layer, a sign"'
+    revealed = output_of(run(nb, "notebooks"), "s1-reveal")
+    assert "the loss layer, a sign" in revealed and "-> dlogits is -1 times the right answer" in revealed
+
+
+def test_exercise_4_check_catches_a_wrong_chain_in_backward():
+    solution = read("solutions", "04_training_without_autograd.ipynb")
+    nb = cells_up_to(solution, "41a5ac61")
+    for cell in nb.cells:
+        if cell.get("id") == "8ff8ad13":
+            assert "batchnorm_backward(dhpreact," in cell.source
+            cell.source = cell.source.replace("batchnorm_backward(dhpreact,", "batchnorm_backward(dh,")
+    out = output_of(run(nb, "solutions", {"CMP_STRICT": "0"}), "41a5ac61")
+    assert "Stopped at `dbngain`" in out and "the chain of `backward`" in out

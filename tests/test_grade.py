@@ -28,7 +28,7 @@ COURSE = gc.load_course()
 N01 = len(COURSE["01"].groups)  # 26 blanks, one name each
 ITEMS01 = [g.names[0] for g in COURSE["01"].groups]
 ITEMS04 = ["cross_entropy_backward", "linear2_backward", "tanh_backward", "batchnorm_backward", "linear1_backward",
-           "embedding_backward"]
+           "embedding_backward", "backward"]
 
 
 def without_ids(nb):
@@ -240,16 +240,17 @@ def test_exercises_2_and_3(graded):
 
 def test_exercise_4_grades_each_function_alone_and_training(graded):
     row = graded["rows"]["ex4/full.ipynb"]
-    assert (row["exercise"], row["status"], row["score"], row["max_score"]) == ("04", "graded", "7", "7")
+    assert (row["exercise"], row["status"], row["score"], row["max_score"]) == ("04", "graded", "8", "8")
     assert graded["items"][("ex4/full.ipynb", "training")]["status"] == "reached"
-    row = graded["rows"]["ex4/wrong.ipynb"]
-    assert points(row, "04", ITEMS04 + ["training"]) == [0] + [1] * 5 + [0]
+    row = graded["rows"]["ex4/wrong.ipynb"]  # backward calls the student's own layers: the wrong one too
+    assert points(row, "04", ITEMS04 + ["training"]) == [0] + [1] * 5 + [0, 0]
+    assert graded["items"][("ex4/wrong.ipynb", "backward")]["status"] == "not checked"  # it calls the wrong layer
     assert graded["items"][("ex4/wrong.ipynb", "training")]["status"] == "not run"
 
 
 def test_exercise_4_honest_variants_and_one_endless_function(graded):
     row = graded["rows"]["ex4/honest.ipynb"]
-    assert points(row, "04", ITEMS04) == [1, 1, 1, 1, 1, 0], row  # torch.no_grad() is fine
+    assert points(row, "04", ITEMS04) == [1, 1, 1, 1, 1, 0, 0], row  # torch.no_grad() is fine
     assert graded["items"][("ex4/honest.ipynb", "embedding_backward")]["status"] == "timeout"
     assert row["status"] == "timeout"
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import course as settings  # noqa: E402  (tools/course.py: the course's one list of helper files)
 
 from . import plan as planning
-from . import reference, report, run, sandbox, score, submissions
+from . import policy, reference, report, run, sandbox, score, submissions
 from .course import ROOT, SOLUTIONS, TRAINING, load_course
 from .report import UsageError
 
@@ -102,6 +102,7 @@ def grade_one(sid, prepared, course, recordings, options):
                           isolation=options["isolation"])
     items = [score.judge_item(item, plan, results, recordings[number]) for item in exercise.items
              if item != TRAINING]
+    _explain_dependent_items(exercise, plan, items)
     if exercise.training:
         right = all(it["points"] for it in items)
         val_loss, why = (run.train(plan, timeout=options["timeout"], memory=options["memory"],
@@ -134,6 +135,21 @@ def grade_one(sid, prepared, course, recordings, options):
     notes = [f"<p><code>{report.html.escape(it['item'])}</code>: {report.html.escape(it['hint'])}</p>"
              for it in items if it["status"] in ("not run", "timeout", "error")]
     return row, items, report.feedback_html(row, items, exercise, notes)
+
+
+def _explain_dependent_items(exercise, plan, items):
+    """An answer that calls other answer functions (04's backward chains the six layers) runs with the
+    student's own: when one of those is wrong, say that, not what the chain computed."""
+    functions = {g.function for g in exercise.groups if g.function}
+    wrong = {it["item"] for it in items if not it["points"]}
+    for it in items:
+        calls = set()
+        for group in exercise.groups_of(it["item"]):
+            calls |= policy.loaded_names(plan.code.get(group.key, "")) & functions - {it["item"]}
+        if it["item"] in wrong and calls & wrong and it["status"] not in ("not run", "not done", "timeout"):
+            names = ", ".join(f"`{name}`" for name in sorted(calls & wrong))
+            it.update(status="not checked", diagnosis="depends",
+                      hint=f"it calls {names}, which is not right yet; it is checked once that is right")
 
 
 def _some(things, sep=", ", at_most=4):

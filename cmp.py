@@ -55,7 +55,7 @@ import torch
 
 __all__ = [
     "cmp", "summary", "reset", "CheckResult", "Status", "Summary", "GradientError",
-    "numerical_vjp", "rel_error", "check_numerically", "RULES",
+    "numerical_vjp", "rel_error", "check_numerically", "RULES", "RULE_IDS",
 ]
 
 
@@ -78,12 +78,21 @@ PASSING = (Status.EXACT, Status.ROUNDING, Status.CORRECT, Status.PROBABLY_CORREC
 FLOAT32_RESOLUTION = 1e-7   # float32 rounding gives relative errors of about this size
 ALMOST_RIGHT = 1e-5         # a wrong answer this close (rel err) is "almost right", not a formula slip
 FIT = 1e-4                  # how closely an explanation must reproduce your answer to be named
+LOOSE_FIT = 1e-3            # ... when the explanation is itself estimated (a mean along a dim, a projection)
+EXPLAINED = 0.01            # an explanation must leave less than 1% of the difference from the right answer
+FRACTION_FIT = 1e-5         # a factor is named as a fraction when it is this close (relative) to it
+NUMBER_EXACT = 1e-6         # a number is printed as a fraction when it is this close (relative) to one
 ZERO_ANSWER = 1e-3          # a right answer whose largest value is this small relative to yours is "zero"
 NOISE = 1e-4                # ... and this small relative to the gradients flowing into it: rounding noise
 NOISE_WITHOUT_NEIGHBOURS = 1e-6  # ... or, when no neighbour was checked, this small (the lecture's gradients: 1e-3 and up)
+BLAME_SIZE = 1e-6           # an earlier wrong gradient is blamed only when its error is at least this share of
+                            # this one's (the chain rule multiplies errors by local derivatives, rarely by 1e6)
 SHARE_FIT = 0.02            # the variance part of a fused BatchNorm gradient is measured to within 2%
 MAX_DENOMINATOR = 256       # constant factors are named as fractions with denominators up to this
 BN_EPS = 1e-5               # the epsilon the lecture's BatchNorm adds to the variance
+NUMERICAL_CORRECT = 1e-7    # check_numerically (cs231n's thresholds on rel_error): below this "correct",
+NUMERICAL_PASS = 1e-4       # ... below this "probably correct" (right answers pass),
+NUMERICAL_WRONG = 1e-2      # ... below this "suspicious", above it "wrong"
 _TINY = 1e-30               # keeps relative errors finite when the reference is all zeros
 
 
@@ -237,9 +246,10 @@ def _blame_upstream(result, upstream):
     """A wrong gradient below a wrong earlier one it may be computed from: say so.
 
     A loose value diagnosis (a factor, some rows or entries wrong) could describe only the inherited error,
-    so it is replaced. A local one (LOCAL_RULES: a precise wrong formula for this step) and a shape or
+    so it is replaced. A local one (Rule.local: a precise wrong formula for this step) and a shape or
     dtype one are the student's own: kept, with the note."""
-    if result.diagnosis in _VALUE_RULE_IDS and result.diagnosis not in LOCAL_RULES:
+    rule = _RULES_BY_ID.get(result.diagnosis)
+    if rule is not None and rule.stage == "value" and not rule.local:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
             "its error flows into this gradient if you used it, so fix it first, then check this one again"))
@@ -302,7 +312,7 @@ def _check(name, dt, t, atol):
     dname, tname = _names(name)
     if d.shape != ref.shape:
         case = ShapeCase(d, ref, dname, tname)
-        rule, hint = _diagnose(SHAPE_RULES, case)
+        rule, hint = _diagnose("shape", case)
         return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
                            values_right=case.right_values)
 
@@ -312,7 +322,7 @@ def _check(name, dt, t, atol):
         hints = [_dtype_hint(d, ref, right_values, dname, tname)]
         rule = "dtype"
         if not right_values:
-            value_rule, value_hint = _diagnose(VALUE_RULES, _value_case(name, d, ref, t, relerr, dname, tname))
+            value_rule, value_hint = _diagnose("value", _value_case(name, d, ref, t, relerr, dname, tname))
             rule, hints = f"dtype+{value_rule}", hints + [value_hint]
         return CheckResult(name, False, False, maxdiff, relerr, "\n".join(hints), Status.WRONG, diagnosis=rule,
                            values_right=right_values)
@@ -320,10 +330,10 @@ def _check(name, dt, t, atol):
     if torch.equal(d, ref):
         return CheckResult(name, True, True, maxdiff, relerr, None, Status.EXACT)
     if torch.allclose(d, ref, atol=atol):
-        rule = "zero_up_to_rounding" if relerr > 1e-3 else "rounding"
+        rule = "zero_up_to_rounding" if relerr > ZERO_ANSWER else "rounding"
         return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
                            diagnosis=rule)
-    rule, hint = _diagnose(VALUE_RULES, _value_case(name, d, ref, t, relerr, dname, tname))
+    rule, hint = _diagnose("value", _value_case(name, d, ref, t, relerr, dname, tname))
     return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule)
 
 
@@ -387,15 +397,6 @@ def _max_abs(x):
     return x.abs().max().item()
 
 
-def _diagnose(rules, case):
-    """(rule id, message) of the first rule that has something to say."""
-    for rule_id, rule in rules:
-        message = rule(case)
-        if message:
-            return rule_id, message
-    raise AssertionError("the last rule of a table always speaks")
-
-
 def _fits(candidate, d, within=FIT):
     """True when `candidate` reproduces d to within `within` of d's size (both float64, same shape)."""
     if candidate.shape != d.shape or not torch.isfinite(candidate).all():
@@ -419,7 +420,7 @@ def _multiple(x, basis):
 
 def _explains(candidate, d, ref):
     """True when a candidate wrong answer reproduces d, and explains at least 99% of how d differs from ref."""
-    return _fits(candidate, d) and _max_abs(candidate - d) <= 0.01 * _max_abs(ref - d)
+    return _fits(candidate, d) and _max_abs(candidate - d) <= EXPLAINED * _max_abs(ref - d)
 
 
 # ---------------------------------------------------------------------------
@@ -510,16 +511,6 @@ def _shape_other(c):
             "(sum over the dims along which it was broadcast)")
 
 
-SHAPE_RULES = [
-    ("keepdim", _shape_keepdim),
-    ("transposed_shape", _shape_transposed),
-    ("size_1_dim_moved", _shape_size_1_dim_moved),
-    ("reshaped", _shape_reshaped),
-    ("sum_broadcast_dims", _shape_sum_broadcast_dims),
-    ("needs_broadcast", _shape_needs_broadcast),
-    ("matmul_order", _shape_matmul_order),
-    ("shape", _shape_other),
-]
 
 
 def _keepdim_code(got, want):
@@ -602,7 +593,7 @@ def _dtype_name(x):
 
 
 def _rounding_hint(relerr, tname):
-    if relerr > 1e-3:
+    if relerr > ZERO_ANSWER:
         return ("every value is tiny (zero up to float rounding), so torch.allclose accepts it: right if "
                 f"the loss does not depend on {tname}, whose true gradient is then 0")
     return f"not bit-identical, only float rounding, not a mistake (rel err: {relerr:.1e})"
@@ -626,7 +617,7 @@ class ValueCase:
     relerr: float
     dname: str             # what to call your gradient and the tensor in messages
     tname: str
-    sizes: frozenset       # sizes that exist in the problem (dims of this tensor and of those checked so far)
+    sizes: dict            # {size: e.g. "logits.shape[1]"}: the sizes in the problem (this tensor, those checked so far)
     consumers: tuple = ()  # (name, tensor, reference gradient) of checked tensors computed from this one
     bn_gain: tuple = None  # (values, reference gradient) of a checked tensor named bngain, float64
     leaf: bool = False     # the tensor is a leaf (a parameter such as an embedding table)
@@ -639,17 +630,25 @@ class ValueCase:
 
 def _value_case(name, d, ref, t, relerr, dname, tname):
     """A ValueCase for cmp, with what the registry knows about the tensor's neighbours in the graph."""
-    sizes = set(ref.shape)
-    for u in _tensors.values():
-        sizes.update(u.shape)
+    sizes = _sizes_of({tname: ref, **_tensors})
     x = t.detach().to(torch.float64) if t.is_floating_point() else None
     consumers = tuple(_consumers(name, t))
     gain = _tensors.get("bngain")
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
-                     frozenset(s for s in sizes if s > 1), consumers, bn_gain, t.grad_fn is None,
+                     sizes, consumers, bn_gain, t.grad_fn is None,
                      _rounding_of(ref.dtype))
+
+
+def _sizes_of(named):
+    """{size: where it comes from, e.g. 'logits.shape[1]'} for the sizes above 1 of the named tensors."""
+    sizes = {}
+    for name, u in named.items():
+        for dim, size in enumerate(u.shape):
+            if size > 1:
+                sizes.setdefault(size, f"{name}.shape[{dim}]")
+    return sizes
 
 
 def _rounding_of(dtype):
@@ -705,7 +704,7 @@ def _rule_constant_factor(c):
     if c.d.numel() == 1 and abs(k + 1.0) >= FIT:
         return None  # a single number is always some multiple of the right one: that says nothing
     fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
-    if abs(float(fraction) - k) > 1e-5 * abs(k) or not _is_simple(fraction):
+    if abs(float(fraction) - k) > FRACTION_FIT * abs(k) or not _is_simple(fraction):
         sign = " and a sign is flipped" if k < 0 else ""
         return (f"{c.dname} is the right answer times a constant factor that is not a simple fraction"
                 f"{sign}: look for a wrong constant in the formula")
@@ -893,7 +892,7 @@ def _rule_softmax_over_the_wrong_dim(c):
 def _number(x):
     """x as a simple fraction when it is one (1/32), else with 3 significant digits."""
     fraction = Fraction(x).limit_denominator(MAX_DENOMINATOR)
-    return str(fraction) if fraction and abs(float(fraction) - x) <= 1e-6 * abs(x) else f"{x:.3g}"
+    return str(fraction) if fraction and abs(float(fraction) - x) <= NUMBER_EXACT * abs(x) else f"{x:.3g}"
 
 
 def _standardised_columns(x):
@@ -910,7 +909,7 @@ def _rule_variance_term(c):
     xhat, s = _standardised_columns(c.x)
     error = c.error
     coefficient = (error * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True).clamp(min=_TINY)
-    if not _fits(coefficient * xhat, error, within=1e-3) or _max_abs(coefficient) == 0:
+    if not _fits(coefficient * xhat, error, within=LOOSE_FIT) or _max_abs(coefficient) == 0:
         return None
     n = c.d.shape[0]
     start = (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
@@ -970,7 +969,7 @@ def _rule_branch_off(c):
         text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {_number(-k)} too much of it, "
                 "broadcast to this shape")
         n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
-        if round(n) in c.sizes and abs(n - round(n)) < 1e-3 * n:
+        if round(n) in c.sizes and abs(n - round(n)) < LOOSE_FIT * n:
             text += f": the 1/{round(n)} of a mean over {round(n)} items looks missing"
         return text
     return None
@@ -1022,7 +1021,7 @@ def _rule_broadcast_error(c):
     for dim in range(error.dim()):
         if error.shape[dim] < 2:
             continue
-        if _max_abs(error - error.mean(dim, keepdim=True)) <= 1e-3 * scale:
+        if _max_abs(error - error.mean(dim, keepdim=True)) <= LOOSE_FIT * scale:
             return (f"the error is the same along dim {dim}: a contribution that was broadcast along dim "
                     f"{dim} is missing or wrong (e.g. the branch through a sum or mean over dim {dim})")
     return None
@@ -1083,36 +1082,151 @@ def _row_structured(close):
     return bool((all_right | all_wrong).all()) and bool(all_right.any()) and bool(all_wrong.any())
 
 
-VALUE_RULES = [
-    ("nonfinite", _rule_nonfinite),
-    ("reference_nonfinite", _rule_reference_nonfinite),
-    ("all_zeros", _rule_all_zeros),
-    ("right_answer_is_zero", _rule_right_answer_is_zero),
-    ("transposed", _rule_transposed),
-    ("constant_factor", _rule_constant_factor),
-    ("almost_right", _rule_almost_right),
-    ("factor_per_slice", _rule_factor_per_slice),
-    ("added_instead_of_multiplied", _rule_added_instead_of_multiplied),
-    ("local_derivative_only", _rule_local_derivative_only),
-    ("tanh_from_its_input", _rule_tanh_from_its_input),
-    ("epsilon_left_out", _rule_epsilon_left_out),
-    ("power_rule_added", _rule_power_rule_added),
-    ("label_term_missing", _rule_label_term_missing),
-    ("softmax_over_the_wrong_dim", _rule_softmax_over_the_wrong_dim),
-    ("variance_term", _rule_variance_term),
-    ("branch_off", _rule_branch_off),
-    ("same_local_derivative_for_a_sum", _rule_same_local_derivative_for_a_sum),
-    ("rows_overwritten", _rule_rows_overwritten),
-    ("broadcast_error", _rule_broadcast_error),
-    ("partly_right", _rule_partly_right),
-    ("wrong_values", _rule_wrong_values),
+# ---------------------------------------------------------------------------
+# The rule table: every diagnosis cmp or check_numerically can give, in the order they are tried.
+# A check goes through the stages in this order; within "shape" and "value", the first rule that
+# speaks gives the hint (its id is kept in result.diagnosis; a dtype slip with wrong values gets
+# "dtype+" and the value rule's id). The other stages are steps of the pipeline itself (_check).
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One diagnosis: its id, when it speaks, what it says and why it stands where it does."""
+    id: str
+    stage: str          # input, shape, dtype, right, value or after: when in the pipeline it is tried
+    when: str           # when it speaks
+    says: str           # what it says, in short
+    why_here: str       # why it stands where it does in the order
+    check: object = None  # shape and value rules: a function(case) -> message, or None to stay silent
+    local: bool = False   # it recognises a precise wrong formula for this very step: an error inherited from
+                          # a wrong earlier gradient cannot mimic it, so it is kept below one (with a note)
+
+
+RULES = [
+    # input: before anything is compared
+    Rule("not_done", "input", "the gradient is None or `...`", "not done yet: write your formula",
+         "nothing to compare"),
+    Rule("no_reference", "input", "t.grad is missing", "why (retain_grad, backward, requires_grad) and what to run",
+         "without a reference there is nothing to compare with"),
+    Rule("not_a_tensor", "input", "the gradient cannot be turned into a dense real tensor", "what it is instead",
+         "nothing can be compared"),
+    # shape: your gradient has another shape than the tensor
+    Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "sum with keepdim=True, or drop the dim",
+         "the most common shape slip, and the cheapest to test", check=_shape_keepdim),
+    Rule("transposed_shape", "shape", "your gradient, transposed, is the right answer",
+         "it is the transpose: check the operand order", "a fact about the values, before guesses from shapes",
+         check=_shape_transposed),
+    Rule("size_1_dim_moved", "shape", "same dims apart from where the size-1 dim is, wrong values",
+         "you summed over the wrong dim", "after keepdim, which covers the right values in a wrong shape",
+         check=_shape_size_1_dim_moved),
+    Rule("reshaped", "shape", "the same numbers in another shape", "use .view(...)",
+         "after the more specific shape slips above", check=_shape_reshaped),
+    Rule("sum_broadcast_dims", "shape", "the tensor broadcasts to your gradient's shape",
+         "sum over the broadcast dims (and whether that would give the right values)",
+         "a gradient of the forward pass's broadcast shape", check=_shape_sum_broadcast_dims),
+    Rule("needs_broadcast", "shape", "your gradient broadcasts to the tensor's shape", "broadcast it",
+         "the opposite of the rule above", check=_shape_needs_broadcast),
+    Rule("matmul_order", "shape", "2-d, and transposed it would have the right shape",
+         "the matmul may be in the wrong order", "a guess from shapes only: after every fact",
+         check=_shape_matmul_order),
+    Rule("shape", "shape", "any other shape", "a gradient has the shape of its tensor", "the last resort",
+         check=_shape_other),
+    # dtype: right shape, other dtype
+    Rule("dtype", "dtype", "the dtype differs from t.grad's", "which dtype to use, and whether the values are right",
+         "after the shape (a shape slip is more telling); wrong values add a value rule's hint"),
+    # right: accepted answers that are not bit-identical
+    Rule("rounding", "right", "allclose but not bit-identical", "only float rounding, not a mistake",
+         "an accepted answer needs no diagnosis"),
+    Rule("zero_up_to_rounding", "right", "allclose, and the differences are large relative to the tiny right answer",
+         "every value is tiny: right if the loss does not depend on the tensor", "as rounding"),
+    Rule("probably_correct", "right", "check_numerically: rel err between 1e-7 and 1e-4",
+         "fine for kinks; for a smooth function expect below 1e-7", "as rounding"),
+    # value: right shape and dtype, wrong values
+    Rule("nonfinite", "value", "your gradient has NaN or inf, the right one has none",
+         "how many, and where they come from",
+         "nothing else can be measured on such numbers", check=_rule_nonfinite),
+    Rule("reference_nonfinite", "value", "t.grad itself has NaN or inf",
+         "the forward or backward pass blew up",
+         "as above, for the reference", check=_rule_reference_nonfinite),
+    Rule("all_zeros", "value", "your gradient is all zeros",
+         "did you forget to fill it in?",
+         "no factor or pattern can be read from zeros", check=_rule_all_zeros),
+    Rule("right_answer_is_zero", "value", "the right gradient is rounding noise, yours is not",
+         "the contributions should cancel",
+         "before factors: a factor of noise means nothing", check=_rule_right_answer_is_zero),
+    Rule("transposed", "value", "square, and its transpose is the right answer",
+         "it is the transpose",
+         "an exact fact about the values", check=_rule_transposed),
+    Rule("constant_factor", "value", "your gradient is k times the right one",
+         "k, and what it means (a mean, n-1, a sign, a power rule)",
+         "the commonest slip; exact", check=_rule_constant_factor),
+    Rule("almost_right", "value", "rel err below 1e-5",
+         "almost right: another dtype or order?",
+         "after exact factors (a factor like 1.000001 is rounding-like too)", check=_rule_almost_right),
+    Rule("factor_per_slice", "value", "a factor that is the same along one dim and changes along another",
+         "a per-row or per-column quantity is missing or extra",
+         "a constant factor is a special case, tried first", check=_rule_factor_per_slice),
+    Rule("added_instead_of_multiplied", "value", "your gradient is local derivative + incoming gradient",
+         "the chain rule multiplies",
+         "a precise formula for this step", check=_rule_added_instead_of_multiplied, local=True),
+    Rule("local_derivative_only", "value", "your gradient is the local derivative alone",
+         "multiply by the incoming gradient",
+         "a precise formula for this step", check=_rule_local_derivative_only, local=True),
+    Rule("tanh_from_its_input", "value", "tanh's derivative taken at its input, or tanh applied twice",
+         "1 - y**2 uses tanh's output",
+         "a precise formula for this step", check=_rule_tanh_from_its_input, local=True),
+    Rule("epsilon_left_out", "value", "(x + eps)**p differentiated without the eps",
+         "keep the eps inside the power",
+         "a precise formula for this step", check=_rule_epsilon_left_out, local=True),
+    Rule("power_rule_added", "value", "p + x**(p-1) instead of p * x**(p-1)",
+         "the power rule multiplies",
+         "a precise formula for this step", check=_rule_power_rule_added, local=True),
+    Rule("label_term_missing", "value", "wrong at one entry per row (the label) by the same amount",
+         "the -l_y part of the loss",
+         "a precise formula for cross-entropy", check=_rule_label_term_missing, local=True),
+    Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
+         "the probabilities are taken along the other dim",
+         "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
+    Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
+         "the variance part: missing, n-1, a sign or a size",
+         "a precise formula for BatchNorm", check=_rule_variance_term, local=True),
+    Rule("branch_off", "value", "what is missing is a checked gradient, broadcast",
+         "the branch through that tensor is missing or off",
+         "needs checked neighbours; after the formulas for this step", check=_rule_branch_off),
+    Rule("same_local_derivative_for_a_sum", "value", "a sum's local derivative that changes from entry to entry",
+         "use the sum's constant",
+         "a precise formula for this step", check=_rule_same_local_derivative_for_a_sum, local=True),
+    Rule("rows_overwritten", "value", "an embedding table: some rows right, the others too small, some contributions lost",
+         "repeated indices kept one write",
+         "after the exact rules: rows too small can have other causes", check=_rule_rows_overwritten),
+    Rule("broadcast_error", "value", "the error is the same along a dim",
+         "a broadcast contribution is missing or wrong",
+         "a pattern, not a formula: after them", check=_rule_broadcast_error),
+    Rule("partly_right", "value", "right in some entries, or zero / non-zero in a telling pattern",
+         "where it is right, and what the pattern says",
+         "a description, not a cause: near the end", check=_rule_partly_right),
+    Rule("wrong_values", "value", "nothing above fits",
+         "check the local derivative and the gradient you multiply it by",
+         "the last resort", check=_rule_wrong_values),
+    # after: added to a result
+    Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
+         "large enough to explain this one", "fix it first", "replaces a loose value diagnosis, which may describe "
+         "only the inherited error; a local one is kept, with a note"),
+    Rule("internal_error", "after", "cmp itself failed", "a bug in cmp, not necessarily in your gradient",
+         "a safety net around everything"),
 ]
-RULES = [rule_id for rule_id, _ in SHAPE_RULES + VALUE_RULES] + ["wrong_upstream"]
-_VALUE_RULE_IDS = {rule_id for rule_id, _ in VALUE_RULES}
-# Rules that recognise one precise wrong formula for this step: an error inherited from above can't mimic them.
-LOCAL_RULES = {"added_instead_of_multiplied", "local_derivative_only", "tanh_from_its_input", "epsilon_left_out",
-               "power_rule_added", "label_term_missing", "softmax_over_the_wrong_dim", "variance_term",
-               "same_local_derivative_for_a_sum"}
+RULE_IDS = [rule.id for rule in RULES]
+_RULES_BY_ID = {rule.id: rule for rule in RULES}
+
+
+def _diagnose(stage, case):
+    """(rule id, message) of the first rule of a stage that has something to say."""
+    for rule in RULES:
+        if rule.stage == stage and rule.check is not None:
+            message = rule.check(case)
+            if message:
+                return rule.id, message
+    raise AssertionError("the last rule of a stage always speaks")
 
 
 # ---------------------------------------------------------------------------
@@ -1283,6 +1397,11 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True)
     return result
 
 
+def _power_of_ten(x):
+    """'1e-4' for 0.0001."""
+    return f"1e{round(math.log10(x))}"
+
+
 def _numerical_result(name, maxdiff, relerr, hint, status, rule=None):
     return CheckResult(name, False, status in PASSING, maxdiff, relerr, hint, status, kind="numerical",
                        diagnosis=rule)
@@ -1301,32 +1420,35 @@ def _check_numerically(name, f, x, dout, dx, h):
     numerical = numerical_vjp(f, x, dout, h)
     dname, tname = _names(name, kind="numerical")
     if d.shape != numerical.shape:
-        rule, hint = _diagnose(SHAPE_RULES, ShapeCase(d, numerical, dname, tname))
+        rule, hint = _diagnose("shape", ShapeCase(d, numerical, dname, tname))
         return _numerical_result(name, math.nan, math.nan, hint, Status.WRONG, rule)
     d64 = d.to(torch.float64)
     err = rel_error(d64, numerical)
     maxdiff = _max_abs(d64 - numerical)
-    if not math.isfinite(err) or err >= 1e-2:
+    if not math.isfinite(err) or err >= NUMERICAL_WRONG:
         status = Status.WRONG
-    elif err >= 1e-4:
+    elif err >= NUMERICAL_PASS:
         status = Status.SUSPICIOUS
-    elif err >= 1e-7:
+    elif err >= NUMERICAL_CORRECT:
         status = Status.PROBABLY_CORRECT
     else:
         status = Status.CORRECT
     hints, rule = [], None
     if status == Status.PROBABLY_CORRECT:
+        rule = "probably_correct"
         hints.append("fine if the function has kinks (relu, max, abs); for a smooth function like tanh "
-                     "expect below 1e-7")
+                     f"expect below {_power_of_ten(NUMERICAL_CORRECT)}")
         if d.dtype != torch.float64:
             hints.append(f"dx is {_dtype_name(d)}, whose rounding alone gives errors of this size; "
                          "compute it in float64 for a sharper check")
     elif status in (Status.SUSPICIOUS, Status.WRONG):
         if status == Status.SUSPICIOUS:
-            hints.append("probably a mistake: a correct gradient agrees to better than 1e-4")
+            hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
         x64 = torch.as_tensor(x).detach().to(torch.float64)
-        case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, frozenset(s for s in x64.shape if s > 1))
-        rule, hint = _diagnose(VALUE_RULES, case)
+        dout64 = torch.as_tensor(dout).detach().to(torch.float64)
+        incoming = (("out", None, dout64),) if dout64.shape == d64.shape else ()  # f(x)'s gradient: dout
+        case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, _sizes_of({"x": x64}), incoming)
+        rule, hint = _diagnose("value", case)
         hints.append(hint)
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)

@@ -9,18 +9,23 @@ and prints one line, with the same columns as in the lecture:
 
 exact        every number is bit-identical (and the shape and dtype are those of t.grad)
 approximate  torch.allclose(dt, t.grad) with its default tolerances (cmp's atol= can widen the
-             absolute one), and the same shape and dtype
+             absolute one), and the same shape and dtype; also True for an all-zero answer where the
+             right gradient is zero up to float rounding
 maxdiff      the largest absolute difference (nan when the shapes can't be compared)
 
 When there is something to say, lines starting with "  -> " follow: what looks
 wrong and how to fix it (a sum over the wrong dim, a missing 1/n, a transposed
 matrix, a missing branch ...), or why an answer that is not exact is still fine.
 
-How the advice is found: each diagnosis is one small rule (see RULES below) that
-looks at your answer, the right answer and the tensor itself, and speaks only when
-the numbers fit its explanation. The first rule that fits gives the hint, and its
-id is kept in `result.diagnosis`. When a gradient you checked earlier is wrong and
-was computed from this tensor (autograd's graph says so), cmp adds "fix it first".
+How the advice is found: each diagnosis is one small rule that looks at your answer,
+the right answer and the tensor itself, and speaks only when the numbers fit its
+explanation. All of them are in one table, RULES (near the end of this file): each
+rule's id, when it speaks, what it says and why it stands where it does. The first
+rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
+gradient you checked earlier is wrong, was computed from this tensor (autograd's
+graph says so) and its error is large enough to explain yours, cmp adds "fix it first".
+When your batch or forward pass changed after loss.backward() ran, cmp says so
+instead of judging your answer against gradients of old tensors.
 
 Every call returns a `CheckResult`; `bool(result)` is the "approximate" column,
 so a gradient with the right values but the wrong shape or dtype counts as wrong
@@ -45,6 +50,7 @@ everything else this module prints is the same on every run.
 """
 import enum
 import html
+import inspect
 import math
 import os
 import warnings
@@ -151,6 +157,9 @@ def reset():
     """Forget all checks made so far."""
     _results.clear()
     _tensors.clear()
+    _seen_grads.clear()
+    _seen_batch.clear()
+    _seen_as_variable.clear()
 
 
 def _record(result, t):
@@ -181,12 +190,13 @@ def _steps_back(u, t, limit=200):
     return None
 
 
-def _wrong_upstream(name, t):
+def _wrong_upstream(name, t, this):
     """The first recorded check with wrong values whose tensor was computed from t: its error can flow into
-    t's gradient (a wrong shape or dtype with the right numbers does not count)."""
+    t's gradient (a wrong shape or dtype with the right numbers does not count, nor an error far too small
+    to explain this one's)."""
     for other, result in _results.items():
         if (other != name and result.status == Status.WRONG and not result.values_right
-                and _steps_back(_tensors.get(other), t)):
+                and not result.maxdiff < BLAME_SIZE * this.maxdiff and _steps_back(_tensors.get(other), t)):
             return other
     return None
 
@@ -225,9 +235,13 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
     """
     name = str(name)
     try:
-        result = _check(name, dt, t, atol)
-        if result.status == Status.WRONG:
-            upstream = _wrong_upstream(name, t)
+        namespace = _caller_namespace()
+        stale = _stale_state(name, t, namespace)
+        result = _check(name, dt, t, atol, namespace)
+        if stale and result.status in (Status.WRONG, Status.NO_REFERENCE):
+            result = _fail(name, Status.NO_REFERENCE, stale, "stale_state")
+        elif result.status == Status.WRONG:
+            upstream = _wrong_upstream(name, t, result)
             if upstream:
                 result = _blame_upstream(result, upstream)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
@@ -240,6 +254,63 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
         _record(result, t)
     _raise_if_strict(result, strict)
     return result
+
+
+def _caller_namespace():
+    """The variables of the code that called cmp (your notebook): to call your gradient by its name."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return {} if frame is None else {**frame.f_globals, **frame.f_locals}
+
+
+# What cmp saw at its last check, to notice a notebook that changed after loss.backward() ran.
+_seen_grads = {}  # {name: a copy of its reference gradient}
+_seen_batch = {}  # {name: a copy} of your integer tensors (Xb, Yb, ...) when the gradients last changed
+_seen_as_variable = set()  # names checked on the notebook's variable of that name (cmp("h", dh, h))
+
+
+def _stale_state(name, t, namespace):
+    """Why the reference gradients no longer belong to your notebook's tensors (a message), or None.
+
+    After loss.backward(), re-running the batch cell changes Xb and Yb, and re-running the forward
+    cell makes new tensors: the gradients cmp compares with then belong to the old ones."""
+    recomputed = [other for other, u in _tensors.items()
+                  if other in _seen_as_variable and isinstance(namespace.get(other), torch.Tensor)
+                  and namespace[other] is not u and namespace[other].grad_fn is not None
+                  and _grad_of(namespace[other]) is None]
+    batch = {key: value.clone() for key, value in namespace.items()
+             if isinstance(value, torch.Tensor) and not key.startswith("_") and not value.is_floating_point()
+             and not value.is_complex() and value.dtype != torch.bool and 0 < value.numel() <= 100_000}
+    backward_ran = not _seen_grads or any(
+        _grad_of(_tensors[other]) is None or not torch.equal(_grad_of(_tensors[other]), grad)
+        for other, grad in _seen_grads.items() if other in _tensors)
+    if backward_ran:
+        _seen_batch.clear()
+        _seen_batch.update(batch)
+    changed = [key for key, value in batch.items()
+               if key in _seen_batch and not (value.shape == _seen_batch[key].shape and torch.equal(value, _seen_batch[key]))]
+    for other, u in list(_tensors.items()) + [(name, t)]:
+        grad = _grad_of(u) if isinstance(u, torch.Tensor) else None
+        if grad is not None:
+            _seen_grads[other] = grad.clone()
+    if namespace.get(name) is t:
+        _seen_as_variable.add(name)
+    if recomputed:
+        return (f"{_listing(recomputed)} {'was' if len(recomputed) == 1 else 'were'} computed again after "
+                "loss.backward() last ran, so the gradients cmp compares with belong to the old tensors: re-run "
+                "the cell that calls loss.backward() (and retain_grad()), then check again")
+    if changed:
+        return (f"{_listing(changed)} changed after loss.backward() last ran (did the batch cell run again?), so "
+                "the gradients cmp compares with belong to the old batch: re-run the forward pass and the cell "
+                "that calls loss.backward(), then check again")
+    return None
+
+
+def _listing(names):
+    """'`Xb` and `Yb`'."""
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _blame_upstream(result, upstream):
@@ -282,17 +353,30 @@ def _raise_if_strict(result, strict):
         raise GradientError(f"{result.name}: {result.status}: {result.hint}")
 
 
-def _names(name, kind="cmp"):
-    """How messages call your gradient and the tensor: `dlogits` and `logits` for cmp("logits", ...)."""
-    if kind == "numerical":
-        return "dx", "x"
+def _names(name, dt=None, namespace=None):
+    """How messages call your gradient and the tensor: `dlogits` and `logits` for cmp("logits", dlogits, logits),
+    `grad_lse` and `l_lse` for cmp("l_lse", grad_lse, l_lse): your variable's name when it is a gradient's."""
     first = name.split(" (")[0]  # e.g. "hprebn (paths)": a variant of hprebn's gradient
-    if first.isidentifier():
-        return "d" + first, first
-    return "dt", "t"
+    if not first.isidentifier():
+        return "dt", "t"
+    dname = "d" + first
+    if namespace and isinstance(dt, torch.Tensor) and namespace.get(dname) is not dt:
+        yours = [key for key, value in namespace.items() if value is dt and _is_gradient_name(key, first)]
+        if len(yours) == 1:
+            dname = yours[0]
+    return dname, first
 
 
-def _check(name, dt, t, atol):
+def _is_gradient_name(variable, tname):
+    """True for names like dlogits, grad_lse or dl for the tensor logits, l_lse or l_one."""
+    for prefix in ("grad_", "d_", "d"):
+        if variable.startswith(prefix):
+            rest = variable[len(prefix):]
+            return rest == tname or rest in tname.split("_")
+    return False
+
+
+def _check(name, dt, t, atol, namespace=None):
     """Work out the CheckResult for cmp (prints nothing)."""
     if dt is None or dt is Ellipsis:
         what = "still None" if dt is None else "still `...`"
@@ -309,7 +393,7 @@ def _check(name, dt, t, atol):
     d = d.detach().to(ref.device)
 
     maxdiff, relerr = _differences(d, ref)
-    dname, tname = _names(name)
+    dname, tname = _names(name, dt, namespace)
     if d.shape != ref.shape:
         case = ShapeCase(d, ref, dname, tname)
         rule, hint = _diagnose("shape", case)
@@ -330,11 +414,37 @@ def _check(name, dt, t, atol):
     if torch.equal(d, ref):
         return CheckResult(name, True, True, maxdiff, relerr, None, Status.EXACT)
     if torch.allclose(d, ref, atol=atol):
-        rule = "zero_up_to_rounding" if relerr > ZERO_ANSWER else "rounding"
+        if relerr > ZERO_ANSWER:
+            return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
+                               diagnosis="zero_up_to_rounding")
+        unseen = _invisible_branch(name, t)
+        if unseen:
+            return CheckResult(name, False, True, maxdiff, relerr, (
+                f"only float rounding away from the right answer (rel err: {relerr:.1e}); but `{unseen}`, checked "
+                f"before, is computed from {tname} too and its gradient is zero up to rounding, so the numbers "
+                f"cannot tell whether your formula has the branch through `{unseen}`: make sure it does"),
+                Status.ROUNDING, diagnosis="branch_invisible")
         return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
-                           diagnosis=rule)
-    rule, hint = _diagnose("value", _value_case(name, d, ref, t, relerr, dname, tname))
+                           diagnosis="rounding")
+    case = _value_case(name, d, ref, t, relerr, dname, tname)
+    if not d.any() and _zero_up_to_rounding(case):
+        return CheckResult(name, False, True, maxdiff, relerr, (
+            f"{dname} is all zeros, and that is right: the right gradient of {tname} is zero up to float rounding "
+            f"(the loss does not depend on {tname}); autograd's rounding noise is just above torch.allclose's "
+            "absolute tolerance"), Status.ROUNDING, diagnosis="zero_answer_is_right")
+    rule, hint = _diagnose("value", case)
     return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule)
+
+
+def _invisible_branch(name, t):
+    """The name of a checked tensor computed from t whose gradient is zero up to rounding (like logit_maxes
+    for logits): whether an answer has the branch through it, the numbers cannot tell. Else None."""
+    found = _consumers(name, t)
+    flowing = max((_max_abs(grad) for _, _, grad in found), default=0.0)
+    for other, u, grad in found:
+        if grad.shape != t.shape and _max_abs(grad) <= NOISE * flowing:
+            return other
+    return None
 
 
 def _fail(name, status, hint, rule):
@@ -680,11 +790,16 @@ def _rule_all_zeros(c):
     return f"{c.dname} is all zeros, but the right gradient is not: did you forget to fill it in?"
 
 
-def _rule_right_answer_is_zero(c):
-    """The right gradient is rounding noise (the loss does not depend on t); yours is not."""
+def _zero_up_to_rounding(c):
+    """True when the right gradient is rounding noise: tiny next to the gradients flowing into the tensor."""
     flowing_in = [_max_abs(grad) for _, _, grad in c.consumers]
     noise = NOISE * max(flowing_in) if flowing_in else NOISE_WITHOUT_NEIGHBOURS
-    if _max_abs(c.ref) > ZERO_ANSWER * _max_abs(c.d) or _max_abs(c.ref) > noise:
+    return _max_abs(c.ref) <= noise
+
+
+def _rule_right_answer_is_zero(c):
+    """The right gradient is rounding noise (the loss does not depend on t); yours is not."""
+    if _max_abs(c.ref) > ZERO_ANSWER * _max_abs(c.d) or not _zero_up_to_rounding(c):
         return None
     return (f"the right gradient of {c.tname} is zero up to float rounding (the loss does not depend on "
             f"{c.tname}), but {c.dname} is not: the contributions in your formula should cancel")
@@ -704,7 +819,8 @@ def _rule_constant_factor(c):
     if c.d.numel() == 1 and abs(k + 1.0) >= FIT:
         return None  # a single number is always some multiple of the right one: that says nothing
     fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
-    if abs(float(fraction) - k) > FRACTION_FIT * abs(k) or not _is_simple(fraction):
+    sizes_ratio = abs(fraction.numerator) in c.sizes and fraction.denominator in c.sizes
+    if abs(float(fraction) - k) > FRACTION_FIT * abs(k) or not (_is_simple(fraction) or sizes_ratio):
         sign = " and a sign is flipped" if k < 0 else ""
         return (f"{c.dname} is the right answer times a constant factor that is not a simple fraction"
                 f"{sign}: look for a wrong constant in the formula")
@@ -726,18 +842,25 @@ def _factor_meaning(f, sizes):
     if num >= 3 and den >= 3 and abs(num - den) == 1:
         n = max(num, den)
         if n in sizes:
-            return (f"{sign}n and n-1 are mixed up (n = {n}), as in Bessel's correction: a variance with "
-                    f"Bessel's correction divides by n-1 = {n - 1}, not by n = {n}")
+            return (f"{sign}n and n-1 are mixed up (n = {n}): a mean divides by n = {n}, a variance with "
+                    f"Bessel's correction by n-1 = {n - 1}")
         return f"{sign}a constant in the formula is slightly off"
+    if num >= 3 and den >= 3 and num in sizes and den in sizes:
+        return (f"{sign}as if divided by {den} ({sizes[den]}) where the right formula divides by {num} "
+                f"({sizes[num]})")
+    k = den if num == 1 else num if den == 1 else None
+    if k is not None and k >= 3 and k in sizes:
+        if den == 1:
+            return f"{sign}a factor 1/{k} is missing, e.g. the 1/n of a mean over n = {k} items ({sizes[k]})"
+        return (f"{sign}there is a factor 1/{k} too many, e.g. a division by {k} ({sizes[k]}) that does not "
+                "belong, such as the 1/n of a mean applied twice")
     if num <= 4 and den <= 4:
         return (f"{sign}a power rule factor may be missing or extra (d/dx x**p = p * x**(p-1): 2*x for x**2, "
                 "-0.5*x**-1.5 for x**-0.5), or a factor like 2 or 1/2")
     if den == 1:
-        mean = f", e.g. the 1/n of a mean over n = {num} items" if num in sizes else ""
-        return f"{sign}a factor 1/{num} is missing{mean}"
+        return f"{sign}a factor 1/{num} is missing"
     if num == 1:
-        mean = f", e.g. the 1/n of a mean applied twice (n = {den})" if den in sizes else ""
-        return f"{sign}there is a factor 1/{den} too many{mean}"
+        return f"{sign}there is a factor 1/{den} too many"
     return f"{sign}a constant in the formula is wrong"
 
 
@@ -757,6 +880,8 @@ def _rule_factor_per_slice(c):
             continue
         if _is_constant(factor):
             return None  # one constant: the constant-factor rule's case
+        if (factor.abs() <= FIT * _max_abs(factor)).any():
+            return None  # a slice that is all zero: left out, not scaled (the partly-right rule says where)
         return (f"{c.dname} is the right answer times a factor that is the same along dim {dim} but changes "
                 f"along the other dims: a quantity broadcast along dim {dim} (e.g. a per-column gain or 1/std, "
                 "or a per-row sum) is missing, extra or the wrong one")
@@ -914,13 +1039,15 @@ def _rule_variance_term(c):
     n = c.d.shape[0]
     start = (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
              "of the gradient that flows through the batch variance")
-    share = _variance_part_share(c, coefficient, s)
+    share = _variance_part_share(c, coefficient, xhat, s)
     if share is not None and abs(share * n - 1) < SHARE_FIT:
         return (f"{start} is {n - 1}/{n} of its right size, as when the variance is taken as dividing by n = {n}: "
                 f"the forward pass divides by n-1 = {n - 1} (Bessel's correction); follow that factor through "
                 "your derivation")
     if share is not None and abs(share - 1) < SHARE_FIT:
         return f"{start} is missing"
+    if share is not None and abs(share - 2) < SHARE_FIT:
+        return f"{start} has the wrong sign"
     if share is not None:
         return f"{start} has about {1 - share:.2f} times its right size"
     if c.bn_gain is not None and c.bn_gain[0].shape == coefficient.shape:
@@ -929,18 +1056,27 @@ def _rule_variance_term(c):
     return f"{start} is missing or has the wrong size"
 
 
-def _variance_part_share(c, coefficient, s):
-    """How much of the variance part is missing (1 = all of it), when bngain was checked; else None.
+def _variance_part_share(c, coefficient, xhat, s):
+    """How much of the variance part is missing (1 = all of it), when it can be measured; else None.
 
-    The right variance part is -bngain * s * x̂ * sum(g * x̂) / (n-1) per column, with s = 1/std and
-    sum(g * x̂) = the gradient of bngain; `coefficient` is the error's multiple of x̂.
+    The right variance part is -s * x̂ * sum(g * x̂) / (n-1) per column, with s = 1/std and g the gradient
+    arriving at x̂. sum(g * x̂) is bngain times bngain's gradient when bngain was checked, or, from any checked
+    tensor u = a * x̂ + b (a and b per column, like bnraw or hpreact), a * sum(du * x̂). `coefficient` is the
+    error's multiple of x̂.
     """
-    if c.bn_gain is None:
+    sums = None
+    if c.bn_gain is not None and c.bn_gain[0].shape == coefficient.shape:
+        gain, gain_grad = c.bn_gain
+        sums = gain * gain_grad
+    for name, u, grad in c.consumers:
+        if sums is None and grad.shape == xhat.shape:
+            values = u.detach().to(torch.float64)
+            a = ((values - values.mean(0, keepdim=True)) * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True)
+            if _fits(a * xhat + values.mean(0, keepdim=True), values, within=LOOSE_FIT):
+                sums = a * (grad * xhat).sum(0, keepdim=True)
+    if sums is None:
         return None
-    gain, gain_grad = c.bn_gain
-    if gain.shape != coefficient.shape:
-        return None
-    part = gain * s * gain_grad / (c.x.shape[0] - 1)
+    part = s * sums / (c.x.shape[0] - 1)
     used = part.abs() > FIT * _max_abs(part)
     if not used.any():
         return None
@@ -999,8 +1135,8 @@ def _rule_same_local_derivative_for_a_sum(c):
 def _rule_rows_overwritten(c):
     """Some rows right, the others too small: repeated indices kept one write instead of adding up."""
     close = torch.isclose(c.d, c.ref)
-    if not c.leaf or c.d.dim() != 2 or not _row_structured(close):
-        return None
+    if not c.leaf or c.d.dim() != 2 or not _row_structured(close) or _column_sums_right(c):
+        return None  # every contribution is there when the column sums are right
     wrong = ~close.all(1)
     if not c.d[wrong].any(1).all() or not (c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5:
         return None
@@ -1012,6 +1148,84 @@ def _rule_rows_overwritten(c):
             "used several times keeps only one of its contributions: a write such as `dC[Xb] += demb` or "
             "`dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over the positions, or "
             "index_add_")
+
+
+def _rule_wrong_order(c):
+    """The right numbers, rearranged."""
+    if c.d.numel() < 2:
+        return None
+    sorted_d, sorted_ref = c.d.flatten().sort().values, c.ref.flatten().sort().values
+    if not _fits(sorted_d, sorted_ref) or _max_abs(sorted_d - sorted_ref) > EXPLAINED * _max_abs(c.error):
+        return None  # sorted, the numbers must agree, and far more closely than in place
+    return (f"{c.dname} has the right numbers in the wrong places (every value is there, rearranged): check the "
+            "order of the dims (a view or reshape keeps the order in memory; a transpose or permute does not) "
+            "and of any indices")
+
+
+def _rule_contributions_in_wrong_rows(c):
+    """An embedding table's gradient whose column sums are right: every use was added, some to the wrong row."""
+    if not c.leaf or c.d.dim() != 2 or not _column_sums_right(c):
+        return None
+    return (f"every contribution is in {c.dname} (each column sums to the right total), but some went to the "
+            "wrong rows: the indices and the gradients are paired in different orders (flatten both the same "
+            "way)")
+
+
+def _column_sums_right(c):
+    """True when every column of d sums to the right total (to within FIT of the gradient's size)."""
+    return _max_abs(c.d.sum(0) - c.ref.sum(0)) <= FIT * _max_abs(c.ref)
+
+
+def _rule_constant_offset(c):
+    """Every entry off by the same amount."""
+    error = c.error
+    if c.d.numel() < 2 or not _is_constant(error) or _max_abs(error) == 0:
+        return None
+    amount = error.mean().item()
+    start = f"every entry of {c.dname} is {_number(abs(amount))} too {'high' if amount > 0 else 'low'}"
+    if abs(amount - 1.0) <= FIT:
+        return f"{start}: did it start from ones (torch.ones_like) instead of zeros?"
+    return f"{start}: a constant is added or left out"
+
+
+def _slice_factor(x, basis):
+    """(dim, f) when x = f * basis with f the same along dim (one value per slice, broadcast), else None."""
+    if x.dim() < 2 or x.shape != basis.shape:
+        return None
+    used = basis.abs() > FIT * _max_abs(basis)
+    ratio = torch.where(used, x / torch.where(used, basis, torch.ones_like(basis)), torch.nan)
+    for dim in range(x.dim()):
+        if x.shape[dim] < 2 or (used.sum(dim) < 2).any():
+            continue
+        factor = ratio.nanmean(dim, keepdim=True)
+        if torch.isfinite(factor).all() and _max_abs(factor) > 0 and _fits(factor * basis, x):
+            return dim, factor
+    return None
+
+
+def _rule_one_path_only(c):
+    """d = (a factor per slice) * a checked gradient, which the right answer is not: one path of several."""
+    if c.d.dim() < 2:
+        return None
+    for name, u, grad in c.consumers:
+        found = _slice_factor(c.d, grad)
+        if found is None or _slice_factor(c.ref, grad) is not None:
+            continue  # the right answer has that form too: then only the factor is wrong, not the paths
+        dim = found[0]
+        return (f"{c.dname} is d{name} times a factor that is the same along dim {dim}: it has only the path "
+                f"through `{name}`, but {c.tname} reaches the loss by other paths too (e.g. through a sum or "
+                f"mean over dim {dim}), whose terms are missing")
+    return None
+
+
+def _rule_branch_per_slice(c):
+    """d - ref = (a factor per slice) * a checked gradient of the same shape: that branch is missing or off."""
+    for name, u, grad in c.consumers:
+        found = _slice_factor(-c.error, grad)
+        if found is not None:
+            return (f"what {c.dname} lacks is d{name} times a factor that is the same along dim {found[0]}: the "
+                    f"branch through `{name}` is missing, or its local derivative is the wrong one")
+    return None
 
 
 def _rule_broadcast_error(c):
@@ -1030,7 +1244,8 @@ def _rule_broadcast_error(c):
 def _rule_partly_right(c):
     """Right in some entries only, or non-zero / zero in a telling pattern."""
     close = torch.isclose(c.d, c.ref)
-    n_right, total = int(close.sum()), close.numel()
+    counted = c.ref != 0  # an entry whose right gradient is 0 says little when it is right
+    n_right, total = int((close & counted).sum()), int(counted.sum())
     zero_where_not = int(((c.d == 0) & (c.ref != 0)).sum())
     nonzero_where_zero = int(((c.d != 0) & (c.ref == 0)).sum())
     pattern = None
@@ -1048,13 +1263,16 @@ def _rule_partly_right(c):
                            f"`{name}` is missing or wrong")
                 break
     hints = []
-    if 0 < n_right < total and c.d.dim() >= 2 and _row_structured(close):
-        rows_right = int(close.reshape(close.shape[0], -1).all(1).sum())
-        others = close.shape[0] - rows_right
-        hints.append(f"right in {rows_right:,} of {_plural(close.shape[0], 'row')}; "
-                     + ("the other row is wrong" if others == 1 else "the other rows are wrong"))
+    if c.d.dim() >= 2 and _row_structured(close):
+        rows = close.reshape(close.shape[0], -1).all(1)
+        others = close.shape[0] - int(rows.sum())
+        how = "all zero" if not c.d[~rows].any() else "wrong"
+        pattern = None if how == "all zero" else pattern  # "0 where the right gradient is not" says it again
+        hints.append(f"right in {int(rows.sum()):,} of {_plural(close.shape[0], 'row')}; "
+                     + (f"the other row is {how}" if others == 1 else f"the other rows are {how}"))
     elif 0 < n_right < total and (pattern or n_right >= total / 4):
-        hints.append(f"right in {n_right:,} of {_plural(total, 'entry')} ({100 * n_right / total:.0f}%)")
+        among = "" if total == c.d.numel() else " where the right gradient is not 0"
+        hints.append(f"right in {n_right:,} of {_plural(total, 'entry')}{among} ({100 * n_right / total:.0f}%)")
     if pattern:
         hints.append(pattern)
     return "\n".join(hints) or None
@@ -1108,6 +1326,9 @@ RULES = [
          "nothing to compare"),
     Rule("no_reference", "input", "t.grad is missing", "why (retain_grad, backward, requires_grad) and what to run",
          "without a reference there is nothing to compare with"),
+    Rule("stale_state", "input", "the batch (Xb, Yb ...) or a checked tensor changed after loss.backward() last "
+         "ran, and your answer is not the right one", "re-run the forward pass and loss.backward()",
+         "the reference belongs to old tensors: judging the answer against it would mislead"),
     Rule("not_a_tensor", "input", "the gradient cannot be turned into a dense real tensor", "what it is instead",
          "nothing can be compared"),
     # shape: your gradient has another shape than the tensor
@@ -1139,6 +1360,11 @@ RULES = [
          "an accepted answer needs no diagnosis"),
     Rule("zero_up_to_rounding", "right", "allclose, and the differences are large relative to the tiny right answer",
          "every value is tiny: right if the loss does not depend on the tensor", "as rounding"),
+    Rule("branch_invisible", "right", "allclose, and a checked tensor computed from this one has a gradient "
+         "that is zero up to rounding", "the numbers cannot tell whether that branch is in your formula",
+         "an accepted answer, but one whose branch check is blind"),
+    Rule("zero_answer_is_right", "right", "your gradient is all zeros, the right one is zero up to rounding (but "
+         "above allclose's atol)", "that is right", "before all_zeros, which would call it unfinished"),
     Rule("probably_correct", "right", "check_numerically: rel err between 1e-7 and 1e-4",
          "fine for kinks; for a smooth function expect below 1e-7", "as rounding"),
     # value: right shape and dtype, wrong values
@@ -1163,6 +1389,11 @@ RULES = [
     Rule("almost_right", "value", "rel err below 1e-5",
          "almost right: another dtype or order?",
          "after exact factors (a factor like 1.000001 is rounding-like too)", check=_rule_almost_right),
+    Rule("wrong_order", "value", "your numbers are the right ones, rearranged", "the right numbers in the wrong "
+         "places: the order of dims or indices", "exact; before patterns that a rearrangement also shows",
+         check=_rule_wrong_order),
+    Rule("constant_offset", "value", "every entry is off by the same amount", "how much (ones instead of zeros?)",
+         "exact; before the broadcast pattern, of which it is the simplest case", check=_rule_constant_offset),
     Rule("factor_per_slice", "value", "a factor that is the same along one dim and changes along another",
          "a per-row or per-column quantity is missing or extra",
          "a constant factor is a special case, tried first", check=_rule_factor_per_slice),
@@ -1193,9 +1424,18 @@ RULES = [
     Rule("branch_off", "value", "what is missing is a checked gradient, broadcast",
          "the branch through that tensor is missing or off",
          "needs checked neighbours; after the formulas for this step", check=_rule_branch_off),
+    Rule("one_path_only", "value", "your gradient is a checked gradient of its shape times a factor per slice, "
+         "and the right one is not", "only the path through that tensor is there; the others are missing",
+         "needs checked neighbours; after branch_off, which names the missing branch", check=_rule_one_path_only),
+    Rule("branch_per_slice", "value", "what is missing is a checked gradient of the same shape times a factor per "
+         "slice", "the branch through that tensor is missing or has the wrong local derivative",
+         "as above, for the error", check=_rule_branch_per_slice),
     Rule("same_local_derivative_for_a_sum", "value", "a sum's local derivative that changes from entry to entry",
          "use the sum's constant",
          "a precise formula for this step", check=_rule_same_local_derivative_for_a_sum, local=True),
+    Rule("contributions_in_wrong_rows", "value", "an embedding table whose column sums are right",
+         "every use was added, some to the wrong rows", "before rows_overwritten, which needs lost contributions",
+         check=_rule_contributions_in_wrong_rows),
     Rule("rows_overwritten", "value", "an embedding table: some rows right, the others too small, some contributions lost",
          "repeated indices kept one write",
          "after the exact rules: rows too small can have other causes", check=_rule_rows_overwritten),
@@ -1418,7 +1658,7 @@ def _check_numerically(name, f, x, dout, dx, h):
         return _numerical_result(name, math.nan, math.nan, problem, Status.WRONG, "not_a_tensor")
     d = d.detach()
     numerical = numerical_vjp(f, x, dout, h)
-    dname, tname = _names(name, kind="numerical")
+    dname, tname = "dx", "x"
     if d.shape != numerical.shape:
         rule, hint = _diagnose("shape", ShapeCase(d, numerical, dname, tname))
         return _numerical_result(name, math.nan, math.nan, hint, Status.WRONG, rule)

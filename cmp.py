@@ -406,7 +406,7 @@ def _check(name, dt, t, atol, namespace=None):
         hints = [_dtype_hint(d, ref, right_values, dname, tname)]
         rule = "dtype"
         if not right_values:
-            value_rule, value_hint = _diagnose("value", _value_case(name, d, ref, t, relerr, dname, tname))
+            value_rule, value_hint = _diagnose("value", _value_case(name, d, ref, t, relerr, dname, tname, namespace))
             rule, hints = f"dtype+{value_rule}", hints + [value_hint]
         return CheckResult(name, False, False, maxdiff, relerr, "\n".join(hints), Status.WRONG, diagnosis=rule,
                            values_right=right_values)
@@ -426,7 +426,7 @@ def _check(name, dt, t, atol, namespace=None):
                 Status.ROUNDING, diagnosis="branch_invisible")
         return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
                            diagnosis="rounding")
-    case = _value_case(name, d, ref, t, relerr, dname, tname)
+    case = _value_case(name, d, ref, t, relerr, dname, tname, namespace)
     if not d.any() and _zero_up_to_rounding(case):
         return CheckResult(name, False, True, maxdiff, relerr, (
             f"{dname} is all zeros, and that is right: the right gradient of {tname} is zero up to float rounding "
@@ -732,13 +732,15 @@ class ValueCase:
     bn_gain: tuple = None  # (values, reference gradient) of a checked tensor named bngain, float64
     leaf: bool = False     # the tensor is a leaf (a parameter such as an embedding table)
     rounding: tuple = None # (dtype name, its relative rounding error) of the gradient; None for check_numerically
+    steps: tuple = ()      # LocalSteps: how t enters each checked tensor computed from it, read from autograd's graph
+    in_scope: tuple = ()   # (name, values in float64) of the floating-point tensors in your notebook
 
     @property
     def error(self):
         return self.d - self.ref
 
 
-def _value_case(name, d, ref, t, relerr, dname, tname):
+def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     """A ValueCase for cmp, with what the registry knows about the tensor's neighbours in the graph."""
     sizes = _sizes_of({tname: ref, **_tensors})
     x = t.detach().to(torch.float64) if t.is_floating_point() else None
@@ -746,9 +748,66 @@ def _value_case(name, d, ref, t, relerr, dname, tname):
     gain = _tensors.get("bngain")
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
+    steps = tuple(step for other, u, grad in consumers for step in [_local_step(other, u, grad, t)] if step)
+    in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in (namespace or {}).items()
+                     if isinstance(value, torch.Tensor) and value.is_floating_point() and not key.startswith("_")
+                     and 0 < value.numel() <= 100_000)
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
-                     _rounding_of(ref.dtype))
+                     _rounding_of(ref.dtype), steps, in_scope)
+
+
+@dataclass(frozen=True)
+class LocalStep:
+    """How t enters a checked tensor u, read from autograd's graph: the operation (its backward node's
+    name, e.g. "MmBackward0"), what it saved (float64), which of its inputs is t (or t plus a constant),
+    and the gradient arriving at it (u's)."""
+    consumer: str
+    op: str
+    saved: dict
+    input_index: int
+    incoming: torch.Tensor
+    t_values: torch.Tensor
+
+
+_SAVED = {"MulBackward0": ("self", "other"), "MmBackward0": ("self", "mat2"), "ExpBackward0": ("result",),
+          "TanhBackward0": ("result",), "PowBackward0": ("self", "exponent")}
+
+
+def _local_step(name, u, grad, t):
+    """The LocalStep by which t enters u, when u's gradient arrives at it unchanged; else None.
+
+    u's own operation, or one below additions (hprebn = embcat @ W1 + b1: the matmul); its input may be
+    t itself or t plus a constant (bnvar + 1e-5). Needs the graph kept: loss.backward(retain_graph=True)."""
+    node = u.grad_fn
+    for _ in range(3):
+        if node is None:
+            return None
+        children = [child for child, _ in node.next_functions]
+        for index, child in enumerate(children):
+            if _is_t_or_t_plus_constant(child, t) and type(node).__name__ in _SAVED:
+                try:
+                    saved = {key: getattr(node, "_saved_" + key) for key in _SAVED[type(node).__name__]}
+                except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
+                    return None
+                saved = {key: torch.as_tensor(value).detach().to(torch.float64) for key, value in saved.items()}
+                return LocalStep(name, type(node).__name__, saved, index, grad, t.detach().to(torch.float64))
+        if type(node).__name__ != "AddBackward0":
+            return None
+        following = [child for child in children if child is not None and type(child).__name__ != "AccumulateGrad"]
+        if len(following) != 1:
+            return None
+        node = following[0]
+    return None
+
+
+def _is_t_or_t_plus_constant(node, t):
+    if node is None:
+        return False
+    if node is t.grad_fn or getattr(node, "variable", None) is t:
+        return True
+    return (type(node).__name__ == "AddBackward0" and len(node.next_functions) == 2
+            and node.next_functions[1][0] is None and _is_t_or_t_plus_constant(node.next_functions[0][0], t))
 
 
 def _sizes_of(named):
@@ -1228,6 +1287,93 @@ def _rule_branch_per_slice(c):
     return None
 
 
+def _contribution(step, local, t_shape):
+    """local * incoming, summed to t's shape where t was broadcast; None when the shapes don't allow it."""
+    try:
+        product = local * step.incoming
+        dims = _broadcast_dims(tuple(product.shape), tuple(t_shape))
+        return product if dims is None else _sum_to(product, *dims)
+    except RuntimeError:
+        return None
+
+
+def _names_in_scope(c, values):
+    """The names of your notebook's tensors equal to `values`."""
+    return [key for key, tensor in c.in_scope if tensor.shape == values.shape and torch.equal(tensor, values)]
+
+
+def _rule_swapped_operand(c):
+    """A multiplication or matmul step with another tensor of your notebook where the forward pass saved one."""
+    for step in c.steps:
+        if step.op not in ("MulBackward0", "MmBackward0"):
+            continue
+        saved_key = list(step.saved)[1 - step.input_index]  # the operand that is not t
+        right_operand = step.saved[saved_key]
+        right = _step_contribution(step, right_operand, c.d.shape)
+        if right is None:
+            continue
+        for key, candidate in c.in_scope:
+            if candidate.shape != right_operand.shape or torch.equal(candidate, right_operand):
+                continue
+            wrong = _step_contribution(step, candidate, c.d.shape)
+            if wrong is None or _max_abs(wrong) <= FIT * _max_abs(right):
+                continue  # a tensor of (almost) zeros: that branch is missing, not swapped
+            if not _explains(c.ref + wrong - right, c.d, c.ref):
+                continue
+            saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
+            what = "matmul" if step.op == "MmBackward0" else "multiplication"
+            return (f"{c.dname} matches the step through `{step.consumer}` with `{key}` where the {what} in the "
+                    f"forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the forward pass "
+                    "multiplied by")
+    return None
+
+
+def _step_contribution(step, operand, t_shape):
+    """The contribution through a multiplication or matmul step, with `operand` as the other factor."""
+    if step.op == "MulBackward0":
+        return _contribution(step, operand, t_shape)
+    try:
+        if step.input_index == 0:      # t @ operand: the gradient is incoming @ operand.T
+            return step.incoming @ operand.T
+        return operand.T @ step.incoming  # operand @ t: operand.T @ incoming
+    except RuntimeError:
+        return None
+
+
+def _rule_wrong_elementary_derivative(c):
+    """exp, tanh or a power differentiated as another function: the local derivative is a known wrong one."""
+    for step in c.steps:
+        x, xname = step.t_values, c.tname
+        candidates = []
+        if step.op in ("ExpBackward0", "TanhBackward0"):
+            y = step.saved["result"]
+            yname = (_names_in_scope(c, y) or [step.consumer])[0]
+        if step.op == "ExpBackward0":
+            right, what = y, f"exp's derivative is exp itself: the output the forward pass saved, `{yname}`"
+            candidates = [(x, xname), (-x, f"-{xname}"), (-y, f"-{yname}"), (torch.ones_like(x), "1")]
+        elif step.op == "TanhBackward0":
+            right, what = 1 - y**2, f"tanh's derivative is 1 - y**2 with its output y, here `{yname}`"
+            candidates = [(1 + y**2, f"1 + {yname}**2"), (1 - y, f"1 - {yname}"), (y, yname), (1 - x, f"1 - {xname}")]
+        elif step.op == "PowBackward0":
+            base, p = step.saved["self"], step.saved["exponent"].item()
+            right, what = p * base**(p - 1), f"d/dx x**{p:g} = {p:g} * x**{p - 1:g}"
+            candidates = [(base**p, f"x**{p:g}: the exponent not lowered"),
+                          (p * base**p, f"{p:g} * x**{p:g}: the exponent not lowered"),
+                          (p * base**(p + 1), f"{p:g} * x**{p + 1:g}: the exponent raised instead of lowered")]
+            eps = float(f"{(base - x).median().item():.1g}")  # the constant added to t, as float rounding blurs it
+            if eps != 0 and abs(eps) <= LOOSE_FIT * _max_abs(x):  # a small constant like 1e-5: the fit decides
+                candidates.append((p * (x - eps)**(p - 1), f"x**{p:g} with the {eps:g} subtracted, not added"))
+        right_part = _contribution(step, right, c.d.shape) if candidates else None
+        for local, name in candidates:
+            wrong = _contribution(step, local, c.d.shape)
+            if right_part is None or wrong is None or not torch.isfinite(wrong).all():
+                continue
+            if _explains(c.ref + wrong - right_part, c.d, c.ref):
+                return (f"{c.dname} matches the step through `{step.consumer}` with the local derivative taken as "
+                        f"{name}; {what}")
+    return None
+
+
 def _rule_broadcast_error(c):
     """The error is the same along a dim: a contribution broadcast along it is missing or wrong."""
     error = -c.error
@@ -1394,6 +1540,13 @@ RULES = [
          check=_rule_wrong_order),
     Rule("constant_offset", "value", "every entry is off by the same amount", "how much (ones instead of zeros?)",
          "exact; before the broadcast pattern, of which it is the simplest case", check=_rule_constant_offset),
+    Rule("swapped_operand", "value", "the step into a checked product (a * b, a @ b) fits exactly with another "
+         "tensor of your notebook in place of the one the forward pass saved", "which tensor, and which was saved",
+         "exact, read from autograd's graph; before the patterns it also shows", check=_rule_swapped_operand,
+         local=True),
+    Rule("wrong_elementary_derivative", "value", "the step into a checked exp, tanh or power fits exactly with a "
+         "known wrong local derivative", "which one, and the right rule", "exact, read from autograd's graph",
+         check=_rule_wrong_elementary_derivative, local=True),
     Rule("factor_per_slice", "value", "a factor that is the same along one dim and changes along another",
          "a per-row or per-column quantity is missing or extra",
          "a constant factor is a special case, tried first", check=_rule_factor_per_slice),

@@ -734,6 +734,7 @@ class ValueCase:
     rounding: tuple = None # (dtype name, its relative rounding error) of the gradient; None for check_numerically
     steps: tuple = ()      # LocalSteps: how t enters each checked tensor computed from it, read from autograd's graph
     in_scope: tuple = ()   # (name, values in float64) of the floating-point tensors in your notebook
+    index_tensors: tuple = ()  # (name, tensor) of the integer tensors in your notebook (like Xb)
 
     @property
     def error(self):
@@ -752,9 +753,12 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in (namespace or {}).items()
                      if isinstance(value, torch.Tensor) and value.is_floating_point() and not key.startswith("_")
                      and 0 < value.numel() <= 100_000)
+    index_tensors = tuple((key, value.long()) for key, value in (namespace or {}).items()
+                          if isinstance(value, torch.Tensor) and not key.startswith("_") and 0 < value.numel() <= 100_000
+                          and value.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8))
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
-                     _rounding_of(ref.dtype), steps, in_scope)
+                     _rounding_of(ref.dtype), steps, in_scope, index_tensors)
 
 
 @dataclass(frozen=True)
@@ -1183,11 +1187,16 @@ def _rule_same_local_derivative_for_a_sum(c):
             return None
         if not _is_constant(c.ref / incoming):
             return None  # the right local derivative is not a constant: not a plain sum
-        if _is_constant(c.d / incoming):
+        yours = c.d / incoming
+        if _is_constant(yours):
             return None
-        return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same local "
-                f"derivative; yours ({c.dname} / d{name}) changes from entry to entry, as if multiplied by a "
-                "tensor: use the constant of the sum instead")
+        tensors = ([(c.tname, c.x)] if c.x is not None else []) + list(c.in_scope)
+        for key, values in tensors:
+            if values.shape == yours.shape and _multiple(yours, values) is not None:
+                return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same "
+                        f"local derivative; yours ({c.dname} / d{name}) is a multiple of `{key}`, a tensor: use the "
+                        "constant of the sum instead")
+        return None  # a local derivative that changes, but no tensor explains it
     return None
 
 
@@ -1196,17 +1205,40 @@ def _rule_rows_overwritten(c):
     close = torch.isclose(c.d, c.ref)
     if not c.leaf or c.d.dim() != 2 or not _row_structured(close) or _column_sums_right(c):
         return None  # every contribution is there when the column sums are right
-    wrong = ~close.all(1)
-    if not c.d[wrong].any(1).all() or not (c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5:
+    uses = _embedding_uses(c)
+    if uses is None:
         return None
+    index, parts = uses
+    wrong = ~close.all(1)
+    for row in wrong.nonzero().flatten().tolist():
+        if not any(_fits(part, c.d[row]) for part in parts[index == row]):
+            return None  # a wrong row that is not one of its own contributions
     right = int((~wrong & c.ref.any(1)).sum())
-    which = "the wrong row is" if int(wrong.sum()) == 1 else "most wrong rows are"
+    which = "the wrong row holds" if int(wrong.sum()) == 1 else "each wrong row holds"
     used_rows = int(c.ref.any(1).sum())
-    return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} too small, as when a row "
-            "that is "
-            "used several times keeps only one of its contributions: a write such as `dC[Xb] += demb` or "
-            "`dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over the positions, or "
-            "index_add_")
+    return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} just one of its "
+            "contributions, as when a row that is used several times keeps only one: a write such as "
+            "`dC[Xb] += demb` or `dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over "
+            "the positions, or index_add_")
+
+
+def _embedding_uses(c):
+    """(index, parts) when the right answer is `parts` added into the rows given by `index` (flattened), both
+    found among your notebook's tensors and the checked gradients (Xb and demb for dC); else None."""
+    if c.d.dim() != 2:
+        return None
+    grads = [grad for _, _, grad in c.consumers] + [values for _, values in c.in_scope]
+    for _, index in c.index_tensors:
+        if index.min() < 0 or index.max() >= c.d.shape[0]:
+            continue
+        for parts in grads:
+            if tuple(parts.shape) != tuple(index.shape) + (c.d.shape[1],):
+                continue
+            parts = parts.reshape(-1, c.d.shape[1])
+            total = torch.zeros_like(c.ref).index_add_(0, index.flatten(), parts)
+            if _fits(total, c.ref):
+                return index.flatten(), parts
+    return None
 
 
 def _rule_wrong_order(c):
@@ -1263,7 +1295,14 @@ def _slice_factor(x, basis):
 
 
 def _rule_one_path_only(c):
-    """d = (a factor per slice) * a checked gradient, which the right answer is not: one path of several."""
+    """Your gradient is what comes through one use of t only (read from the graph), or a checked gradient
+    times a factor per slice, which the right answer is not: one path of several."""
+    for step in c.steps:
+        part = _step_contribution(step, step.saved[list(step.saved)[1 - step.input_index]], c.d.shape) \
+            if step.op in ("MulBackward0", "MmBackward0") else None
+        if part is not None and _explains(part, c.d, c.ref):
+            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`; but {c.tname} is used "
+                    "elsewhere too, and the gradients from all its uses add up")
     if c.d.dim() < 2:
         return None
     for name, u, grad in c.consumers:
@@ -1583,13 +1622,14 @@ RULES = [
     Rule("branch_per_slice", "value", "what is missing is a checked gradient of the same shape times a factor per "
          "slice", "the branch through that tensor is missing or has the wrong local derivative",
          "as above, for the error", check=_rule_branch_per_slice),
-    Rule("same_local_derivative_for_a_sum", "value", "a sum's local derivative that changes from entry to entry",
+    Rule("same_local_derivative_for_a_sum", "value", "a sum's local derivative taken as a multiple of a tensor",
          "use the sum's constant",
          "a precise formula for this step", check=_rule_same_local_derivative_for_a_sum, local=True),
     Rule("contributions_in_wrong_rows", "value", "an embedding table whose column sums are right",
          "every use was added, some to the wrong rows", "before rows_overwritten, which needs lost contributions",
          check=_rule_contributions_in_wrong_rows),
-    Rule("rows_overwritten", "value", "an embedding table: some rows right, the others too small, some contributions lost",
+    Rule("rows_overwritten", "value", "an embedding table: some rows right, each other row exactly one of its "
+         "contributions (the indices and gradients found in your notebook)",
          "repeated indices kept one write",
          "after the exact rules: rows too small can have other causes", check=_rule_rows_overwritten),
     Rule("broadcast_error", "value", "the error is the same along a dim",

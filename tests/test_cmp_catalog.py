@@ -2,6 +2,7 @@
 say what is wrong; and valid alternative formulations that cmp must accept."""
 import contextlib
 import io
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -189,8 +190,10 @@ MISTAKES = [
     ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", ".view(32, 3, 10)"]),
     ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "reshaped",
      [".view(32, 3, 10)"]),
-    ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten", ["rows", "too small", "index_add_"]),
-    ("dC with a loop that assigns", "C", _dC_loop_overwriting, "rows_overwritten", ["too small", "`+=`"]),
+    ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten",
+     ["right in 9 of the 24 rows that get a gradient", "each wrong row holds just one of its contributions",
+      "index_add_"]),
+    ("dC with a loop that assigns", "C", _dC_loop_overwriting, "rows_overwritten", ["just one of its contributions", "`+=`"]),
     ("dW1 all zeros", "W1", lambda v, g: torch.zeros_like(v.W1), "all_zeros", []),
     ("dh with a NaN", "h", lambda v, g: _with(g["dh"], 3, 7, float("nan")), "nonfinite", ["1 NaN"]),
     ("dlogits with an inf", "logits", lambda v, g: _with(g["dlogits"], 0, 0, float("inf")), "nonfinite", ["1 inf"]),
@@ -462,7 +465,7 @@ def _checked_right_except(net, grads, tensor, wrong):
 def test_a_shape_only_slip_upstream_is_not_blamed(net, grads, capsys):
     """The lecture's (64,) dbnmeani has the right numbers: nothing wrong flows from it."""
     _checked_right_except(net, grads, "C", {"dbnmeani": (-grads["dbndiff"]).sum(0)})
-    result = cmp("C", _dC_advanced_index(net, grads), net.C)
+    result = cmp_in_notebook(net, grads, "C", _dC_advanced_index(net, grads))
     assert result.diagnosis == "rows_overwritten" and "fix it first" not in result.hint
     assert "fix bnmeani" not in summary().count_line()
 
@@ -593,8 +596,26 @@ def _case_numerically_local_derivative_only(net, grads):
     return check_numerically("tanh", torch.tanh, x, dout, 1 - torch.tanh(x)**2)
 
 
+def _case_warmup_one_use_dropped(net, grads):
+    """The warm-up's graph, kept (retain_graph=True): a is used in m = a * w and again in L = h * a."""
+    a, w, c = (torch.tensor(value, dtype=torch.float64, requires_grad=True) for value in (1.25, -0.5, 0.25))
+    m = a * w
+    z = m + c
+    h = torch.tanh(z)
+    L = h * a
+    for node in (m, z, h):
+        node.retain_grad()
+    L.backward(retain_graph=True)
+    dm = m.grad
+    for name, tensor in (("h", h), ("z", z), ("m", m)):
+        cmp(name, tensor.grad, tensor)
+    return cmp_in_notebook(SimpleNamespace(a=a, w=w, m=m), {"dm": dm}, "a", dm * w.detach())
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
+    ("warm-up da with one use of a dropped", "one_path_only",
+     ["da is exactly the part that comes through `m`", "a is used elsewhere too"], _case_warmup_one_use_dropped),
     ("dlogprobs after the batch cell ran again", "stale_state",
      ["`Xb` and `Yb` changed after loss.backward() last ran", "re-run the forward pass"], _case_stale_batch),
     ("dh after the forward cell ran again", "stale_state",

@@ -813,3 +813,9 @@ def test_a_new_backward_pass_makes_a_changed_batch_fine_again():
     (w * 3).sum().backward()  # forward and backward again, on the new batch
     result = cmp("w", torch.full((3, 4), 4.0), w)
     assert result.diagnosis == "constant_factor" and Yb is not None
+
+
+def test_summary_html_escapes_hints():
+    result = CheckResult("x", False, False, 1.0, 1.0, "use a < b & c > d <script>", Status.WRONG)
+    page = summary([result])._repr_html_()
+    assert "use a &lt; b &amp; c &gt; d &lt;script&gt;" in page and "<script>" not in page

@@ -775,7 +775,7 @@ class LocalStep:
 
 
 _SAVED = {"MulBackward0": ("self", "other"), "MmBackward0": ("self", "mat2"), "ExpBackward0": ("result",),
-          "TanhBackward0": ("result",), "PowBackward0": ("self", "exponent")}
+          "TanhBackward0": ("result",), "PowBackward0": ("self", "exponent"), "SumBackward1": ()}
 
 
 def _local_step(name, u, grad, t):
@@ -1176,6 +1176,17 @@ def _rule_branch_off(c):
 
 def _rule_same_local_derivative_for_a_sum(c):
     """t enters a sum (times a constant): every entry's local derivative is that constant."""
+    tensors = ([(c.tname, c.x)] if c.x is not None else []) + list(c.in_scope)
+    for step in c.steps:  # a plain sum read from the graph: its local derivative is 1, also beside other branches
+        incoming = _contribution(step, torch.ones_like(step.t_values), c.d.shape) if step.op == "SumBackward1" else None
+        if incoming is None or incoming.shape != c.d.shape or not (incoming != 0).all():
+            continue
+        yours = c.error / incoming + 1  # the local derivative your answer used in this branch
+        for key, values in tensors:
+            k = _multiple(yours, values) if values.shape == yours.shape else None
+            if k is not None and not _is_constant(values):
+                return (f"`{step.consumer}` sums the entries of {c.tname}, so every entry has the same local "
+                        f"derivative, 1; in the branch through it yours is {_number(k)} × `{key}`, a tensor")
     for name, u, grad in c.consumers[:1]:
         if grad.dim() != c.d.dim() or grad.shape == c.d.shape:
             return None
@@ -1190,7 +1201,6 @@ def _rule_same_local_derivative_for_a_sum(c):
         yours = c.d / incoming
         if _is_constant(yours):
             return None
-        tensors = ([(c.tname, c.x)] if c.x is not None else []) + list(c.in_scope)
         for key, values in tensors:
             if values.shape == yours.shape and _multiple(yours, values) is not None:
                 return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same "

@@ -1890,7 +1890,9 @@ def _check_numerically(name, f, x, dout, dx, h):
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
         x64 = torch.as_tensor(x).detach().to(torch.float64)
         dout64 = torch.as_tensor(dout).detach().to(torch.float64)
-        incoming = (("out", None, dout64),) if dout64.shape == d64.shape else ()  # f(x)'s gradient: dout
+        with torch.no_grad():
+            out = torch.as_tensor(f(x64.clone())).detach().to(torch.float64)
+        incoming = (("out", out, dout64),) if dout64.shape == d64.shape == out.shape else ()  # f(x)'s gradient: dout
         case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, _sizes_of({"x": x64}), incoming)
         rule, hint = _diagnose("value", case)
         hints.append(hint)

@@ -615,8 +615,23 @@ def _case_warmup_one_use_dropped(net, grads):
     return cmp_in_notebook(SimpleNamespace(a=a, w=w, m=m), {"dm": dm}, "a", dm * w.detach())
 
 
+def _case_numerically_bessel(net, grads):
+    """Fused BatchNorm checked by finite differences, with the variance part taken as dividing by n."""
+    x, gain = net.hprebn.detach().double(), net.bngain.detach().double()
+    dout, n = grads["dhpreact"].double(), net.n
+
+    def batchnorm(x):
+        return gain * (x - x.mean(0, keepdim=True)) / (x.var(0, keepdim=True) + 1e-5)**0.5
+
+    xhat = (x - x.mean(0, keepdim=True)) / (x.var(0, keepdim=True) + 1e-5)**0.5
+    dx = gain / (x.var(0, keepdim=True) + 1e-5)**0.5 / n * (n * dout - dout.sum(0) - xhat * (dout * xhat).sum(0))
+    return check_numerically("batchnorm", batchnorm, x, dout, dx)
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
+    ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],
+     _case_numerically_bessel),
     ("warm-up da with one use of a dropped", "one_path_only",
      ["da is exactly the part that comes through `m`", "a is used elsewhere too"], _case_warmup_one_use_dropped),
     ("dlogprobs after the batch cell ran again", "stale_state",

@@ -1405,13 +1405,16 @@ def _rule_wrong_elementary_derivative(c):
             candidates = [(1 + y**2, f"1 + {yname}**2"), (1 - y, f"1 - {yname}"), (y, yname), (1 - x, f"1 - {xname}")]
         elif step.op == "PowBackward0":
             base, p = step.saved["self"], step.saved["exponent"].item()
-            right, what = p * base**(p - 1), f"d/dx x**{p:g} = {p:g} * x**{p - 1:g}"
-            candidates = [(base**p, f"x**{p:g}: the exponent not lowered"),
-                          (p * base**p, f"{p:g} * x**{p:g}: the exponent not lowered"),
-                          (p * base**(p + 1), f"{p:g} * x**{p + 1:g}: the exponent raised instead of lowered")]
             eps = float(f"{(base - x).median().item():.1g}")  # the constant added to t, as float rounding blurs it
-            if eps != 0 and abs(eps) <= LOOSE_FIT * _max_abs(x):  # a small constant like 1e-5: the fit decides
-                candidates.append((p * (x - eps)**(p - 1), f"x**{p:g} with the {eps:g} subtracted, not added"))
+            small = eps != 0 and abs(eps) <= LOOSE_FIT * _max_abs(x)  # a small constant like 1e-5: the fit decides
+            base_name = f"({xname} + {eps:g})" if small else xname
+            right, what = p * base**(p - 1), f"d/dx x**{p:g} = {p:g} * x**{p - 1:g}, with x = {base_name} here"
+            candidates = [(base**p, f"{base_name}**{p:g}: the exponent not lowered"),
+                          (p * base**p, f"{p:g} * {base_name}**{p:g}: the exponent not lowered"),
+                          (p * base**(p + 1), f"{p:g} * {base_name}**{p + 1:g}: the exponent raised, not lowered")]
+            if small:
+                candidates.append((p * (x - eps)**(p - 1),
+                                   f"{p:g} * ({xname} - {eps:g})**{p - 1:g}: the {eps:g} subtracted, not added"))
         right_part = _contribution(step, right, c.d.shape) if candidates else None
         for local, name in candidates:
             wrong = _contribution(step, local, c.d.shape)

@@ -750,11 +750,10 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
     steps = tuple(step for other, u, grad in consumers for step in [_local_step(other, u, grad, t)] if step)
-    in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in (namespace or {}).items()
-                     if isinstance(value, torch.Tensor) and value.is_floating_point() and not key.startswith("_")
-                     and 0 < value.numel() <= 100_000)
-    index_tensors = tuple((key, value.long()) for key, value in (namespace or {}).items()
-                          if isinstance(value, torch.Tensor) and not key.startswith("_") and 0 < value.numel() <= 100_000
+    visible = _tensors_in(namespace or {})
+    in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in visible
+                     if value.is_floating_point() and 0 < value.numel() <= 100_000)
+    index_tensors = tuple((key, value.long()) for key, value in visible if 0 < value.numel() <= 100_000
                           and value.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8))
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
@@ -812,6 +811,20 @@ def _is_t_or_t_plus_constant(node, t):
         return True
     return (type(node).__name__ == "AddBackward0" and len(node.next_functions) == 2
             and node.next_functions[1][0] is None and _is_t_or_t_plus_constant(node.next_functions[0][0], t))
+
+
+def _tensors_in(namespace):
+    """[(name, tensor)] of the tensors among your variables, and in the dicts among them (cache["Xb"])."""
+    found = []
+    for key, value in namespace.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, torch.Tensor):
+            found.append((key, value))
+        elif isinstance(value, dict):
+            found += [(f'{key}["{inner}"]', tensor) for inner, tensor in value.items()
+                      if isinstance(inner, str) and isinstance(tensor, torch.Tensor)]
+    return found
 
 
 def _sizes_of(named):
@@ -1241,8 +1254,8 @@ def _embedding_uses(c):
     for _, index in c.index_tensors:
         if index.min() < 0 or index.max() >= c.d.shape[0]:
             continue
-        for parts in grads:
-            if tuple(parts.shape) != tuple(index.shape) + (c.d.shape[1],):
+        for parts in grads:  # demb (32, 3, 10), or dembcat (32, 30) with the same numbers in the same order
+            if parts.numel() != index.numel() * c.d.shape[1] or parts.shape[0] != index.shape[0]:
                 continue
             parts = parts.reshape(-1, c.d.shape[1])
             total = torch.zeros_like(c.ref).index_add_(0, index.flatten(), parts)
@@ -1463,10 +1476,12 @@ def _rule_partly_right(c):
     hints = []
     if c.d.dim() >= 2 and _row_structured(close):
         rows = close.reshape(close.shape[0], -1).all(1)
-        others = close.shape[0] - int(rows.sum())
+        used = c.ref.reshape(close.shape[0], -1).any(1)  # rows that get a gradient
+        others = int((~rows).sum())
         how = "all zero" if not c.d[~rows].any() else "wrong"
         pattern = None if how == "all zero" else pattern  # "0 where the right gradient is not" says it again
-        hints.append(f"right in {int(rows.sum()):,} of {_plural(close.shape[0], 'row')}; "
+        among = _plural(close.shape[0], "row") if used.all() else f"the {_plural(int(used.sum()), 'row')} that get a gradient"
+        hints.append(f"right in {int((rows & used).sum()):,} of {among}; "
                      + (f"the other row is {how}" if others == 1 else f"the other rows are {how}"))
     elif 0 < n_right < total and (pattern or n_right >= total / 4):
         among = "" if total == c.d.numel() else " where the right gradient is not 0"

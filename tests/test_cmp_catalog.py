@@ -707,3 +707,14 @@ def test_right_answers_get_only_registered_and_accepting_diagnoses(net, grads, l
     result = cmp(tensor, formula(net, grads), getattr(net, tensor))
     assert result and _registered(result.diagnosis)
     assert result.diagnosis in (None, "rounding", "zero_up_to_rounding", "branch_invisible", "zero_answer_is_right")
+
+
+def test_overwritten_rows_are_found_through_a_cache_dict_and_dembcat(net, grads, capsys):
+    """Notebook 05 checks inside a function: Xb is cache["Xb"], and the contributions are dembcat's rows."""
+    _check_everything_before(net, grads, "C")
+    cache = {"Xb": net.Xb, "embcat": net.embcat}
+    result = cmp("C", _dC_advanced_index(net, grads), net.C)
+    assert result.diagnosis == "rows_overwritten" and "just one of its contributions" in result.hint
+    assert cache  # read by cmp from this function's variables
+    del cache
+    assert cmp("C", _dC_advanced_index(net, grads), net.C).diagnosis != "rows_overwritten"  # nothing to check it by

@@ -280,16 +280,15 @@ def _stale_state(name, t, namespace):
                   and namespace[other] is not u and namespace[other].grad_fn is not None
                   and _grad_of(namespace[other]) is None]
     batch = {key: value.clone() for key, value in namespace.items()
-             if isinstance(value, torch.Tensor) and not key.startswith("_") and not value.is_floating_point()
-             and not value.is_complex() and value.dtype != torch.bool and 0 < value.numel() <= 100_000}
+             if isinstance(value, torch.Tensor) and not key.startswith("_") and _is_index_tensor(value)}
     backward_ran = not _seen_grads or any(
         _grad_of(_tensors[other]) is None or not torch.equal(_grad_of(_tensors[other]), grad)
         for other, grad in _seen_grads.items() if other in _tensors)
     if backward_ran:
         _seen_batch.clear()
         _seen_batch.update(batch)
-    changed = [key for key, value in batch.items()
-               if key in _seen_batch and not (value.shape == _seen_batch[key].shape and torch.equal(value, _seen_batch[key]))]
+    changed = [key for key, value in batch.items() if key in _seen_batch
+               and not (value.shape == _seen_batch[key].shape and torch.equal(value, _seen_batch[key]))]
     for other, u in list(_tensors.items()) + [(name, t)]:
         grad = _grad_of(u) if isinstance(u, torch.Tensor) else None
         if grad is not None:
@@ -305,6 +304,11 @@ def _stale_state(name, t, namespace):
                 "the gradients cmp compares with belong to the old batch: re-run the forward pass and the cell "
                 "that calls loss.backward(), then check again")
     return None
+
+
+def _is_index_tensor(x):
+    """A small tensor of integers, like Xb or Yb."""
+    return 0 < x.numel() <= 100_000 and x.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
 
 def _listing(names):
@@ -727,7 +731,7 @@ class ValueCase:
     relerr: float
     dname: str             # what to call your gradient and the tensor in messages
     tname: str
-    sizes: dict            # {size: e.g. "logits.shape[1]"}: the sizes in the problem (this tensor, those checked so far)
+    sizes: dict            # {size: e.g. "logits.shape[1]"}: the sizes in the problem (this tensor, those checked)
     consumers: tuple = ()  # (name, tensor, reference gradient) of checked tensors computed from this one
     bn_gain: tuple = None  # (values, reference gradient) of a checked tensor named bngain, float64
     leaf: bool = False     # the tensor is a leaf (a parameter such as an embedding table)
@@ -753,8 +757,7 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     visible = _tensors_in(namespace or {})
     in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in visible
                      if value.is_floating_point() and 0 < value.numel() <= 100_000)
-    index_tensors = tuple((key, value.long()) for key, value in visible if 0 < value.numel() <= 100_000
-                          and value.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8))
+    index_tensors = tuple((key, value.long()) for key, value in visible if _is_index_tensor(value))
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
                      _rounding_of(ref.dtype), steps, in_scope, index_tensors)
@@ -1147,7 +1150,8 @@ def _variance_part_share(c, coefficient, xhat, s):
     for name, u, grad in c.consumers:
         if sums is None and grad.shape == xhat.shape:
             values = u.detach().to(torch.float64)
-            a = ((values - values.mean(0, keepdim=True)) * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True)
+            centred = values - values.mean(0, keepdim=True)
+            a = (centred * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True)
             if _fits(a * xhat + values.mean(0, keepdim=True), values, within=LOOSE_FIT):
                 sums = a * (grad * xhat).sum(0, keepdim=True)
     if sums is None:
@@ -1321,8 +1325,8 @@ def _rule_one_path_only(c):
     """Your gradient is what comes through one use of t only (read from the graph), or a checked gradient
     times a factor per slice, which the right answer is not: one path of several."""
     for step in c.steps:
-        part = _step_contribution(step, step.saved[list(step.saved)[1 - step.input_index]], c.d.shape) \
-            if step.op in ("MulBackward0", "MmBackward0") else None
+        operand = _other_operand(step)
+        part = None if operand is None else _step_contribution(step, operand, c.d.shape)
         if part is not None and _explains(part, c.d, c.ref):
             return (f"{c.dname} is exactly the part that comes through `{step.consumer}`; but {c.tname} is used "
                     "elsewhere too, and the gradients from all its uses add up")
@@ -1367,10 +1371,9 @@ def _names_in_scope(c, values):
 def _rule_swapped_operand(c):
     """A multiplication or matmul step with another tensor of your notebook where the forward pass saved one."""
     for step in c.steps:
-        if step.op not in ("MulBackward0", "MmBackward0"):
+        right_operand = _other_operand(step)
+        if right_operand is None:
             continue
-        saved_key = list(step.saved)[1 - step.input_index]  # the operand that is not t
-        right_operand = step.saved[saved_key]
         right = _step_contribution(step, right_operand, c.d.shape)
         if right is None:
             continue
@@ -1388,6 +1391,13 @@ def _rule_swapped_operand(c):
                     f"forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the forward pass "
                     "multiplied by")
     return None
+
+
+def _other_operand(step):
+    """For a multiplication or matmul step, the saved operand that is not t; else None."""
+    if step.op not in ("MulBackward0", "MmBackward0"):
+        return None
+    return step.saved[list(step.saved)[1 - step.input_index]]
 
 
 def _step_contribution(step, operand, t_shape):
@@ -1480,7 +1490,8 @@ def _rule_partly_right(c):
         others = int((~rows).sum())
         how = "all zero" if not c.d[~rows].any() else "wrong"
         pattern = None if how == "all zero" else pattern  # "0 where the right gradient is not" says it again
-        among = _plural(close.shape[0], "row") if used.all() else f"the {_plural(int(used.sum()), 'row')} that get a gradient"
+        among = (_plural(close.shape[0], "row") if used.all()
+                 else f"the {_plural(int(used.sum()), 'row')} that get a gradient")
         hints.append(f"right in {int((rows & used).sum()):,} of {among}; "
                      + (f"the other row is {how}" if others == 1 else f"the other rows are {how}"))
     elif 0 < n_right < total and (pattern or n_right >= total / 4):

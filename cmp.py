@@ -1412,6 +1412,27 @@ def _step_contribution(step, operand, t_shape):
         return None
 
 
+def _rule_square_transpose(c):
+    """A square matrix in a product where its transpose belongs (dD @ B for dD @ B.T): the shapes allow both."""
+    if c.d.dim() != 2:
+        return None
+    tensors = [(key, x) for key, x in c.in_scope if x.dim() == 2]
+    for left, p in tensors:
+        for right, q in tensors:
+            if q.shape[0] != q.shape[1] or p.shape[0] == p.shape[1] == 1:
+                continue
+            for yours, fix, fits in ((f"{left} @ {right}", f"{left} @ {right}.T", lambda: (p @ q, p @ q.T)),
+                                     (f"{right} @ {left}", f"{right}.T @ {left}", lambda: (q @ p, q.T @ p))):
+                try:
+                    product, transposed = fits()
+                except RuntimeError:
+                    continue
+                if _fits(product, c.d) and _fits(transposed, c.ref) and not _fits(product, c.ref):
+                    return (f"{c.dname} matches {yours}, and {fix} is the right answer: `{right}` is square, so "
+                            "the shapes allow both; check which operand the rule transposes")
+    return None
+
+
 def _rule_wrong_elementary_derivative(c):
     """exp, tanh or a power differentiated as another function: the local derivative is a known wrong one."""
     for step in c.steps:
@@ -1621,6 +1642,10 @@ RULES = [
     Rule("swapped_operand", "value", "the step into a checked product (a * b, a @ b) fits exactly with another "
          "tensor of your notebook in place of the one the forward pass saved", "which tensor, and which was saved",
          "exact, read from autograd's graph; before the patterns it also shows", check=_rule_swapped_operand,
+         local=True),
+    Rule("square_transpose", "value", "your gradient is a product of two of your notebook's matrices, and the "
+         "same product with the square one transposed is the right answer", "which product, and which transposed",
+         "exact; the shape rules cannot see a transpose of a square matrix", check=_rule_square_transpose,
          local=True),
     Rule("wrong_elementary_derivative", "value", "the step into a checked exp, tanh or power fits exactly with a "
          "known wrong local derivative", "which one, and the right rule", "exact, read from autograd's graph",

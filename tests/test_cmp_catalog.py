@@ -628,8 +628,19 @@ def _case_numerically_bessel(net, grads):
     return check_numerically("batchnorm", batchnorm, x, dout, dx)
 
 
+def _case_warmup_square_transpose(net, grads):
+    """The warm-up's D = A @ B on 2 x 2 matrices: dA = dD @ B, where dD @ B.T is right."""
+    A = torch.tensor([[-2.0, -1.0], [-0.5, 2.5]], requires_grad=True)
+    B = torch.tensor([[-2.5, 2.0], [-0.5, 2.0]], requires_grad=True)
+    dD = torch.tensor([[-2.0, 0.5], [-1.0, 1.5]])
+    ((A @ B) * dD).sum().backward()
+    return cmp_in_notebook(SimpleNamespace(A=A, B=B), {"dD": dD}, "A", dD @ B.detach())
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
+    ("warm-up dA = dD @ B", "square_transpose",
+     ["dA matches dD @ B, and dD @ B.T is the right answer", "`B` is square"], _case_warmup_square_transpose),
     ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],
      _case_numerically_bessel),
     ("warm-up da with one use of a dropped", "one_path_only",

@@ -35,7 +35,8 @@ Its `status` is a `Status`:
     rounding       not bit-identical, but allclose: float rounding, not a mistake
     wrong          wrong values, shape or dtype (the hint says which)
     not done       the gradient is still None or `...`
-    no reference   t.grad is missing (retain_grad() or loss.backward() forgotten)
+    no reference   t.grad is missing (retain_grad() or loss.backward() forgotten), or it belongs to
+                   old tensors (the batch or the forward pass changed after loss.backward() ran)
 Every result is remembered by name: `summary()` shows them all in one table.
 
 Strict mode (for solutions and tests): `cmp(..., strict=True)` or the

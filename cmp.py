@@ -797,6 +797,8 @@ def _local_step(name, u, grad, t):
                     saved = {key: getattr(node, "_saved_" + key) for key in _SAVED[type(node).__name__]}
                 except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
                     return None
+                if any(value is None for value in saved.values()):
+                    return None  # e.g. a product with a Python number, which autograd keeps elsewhere
                 saved = {key: torch.as_tensor(value).detach().to(torch.float64) for key, value in saved.items()}
                 return LocalStep(name, type(node).__name__, saved, index, grad, t.detach().to(torch.float64))
         if type(node).__name__ != "AddBackward0":

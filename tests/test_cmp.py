@@ -819,3 +819,13 @@ def test_summary_html_escapes_hints():
     result = CheckResult("x", False, False, 1.0, 1.0, "use a < b & c > d <script>", Status.WRONG)
     page = summary([result])._repr_html_()
     assert "use a &lt; b &amp; c &gt; d &lt;script&gt;" in page and "<script>" not in page
+
+
+def test_a_product_with_a_python_number_in_the_graph_is_no_trouble():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = 0.25 * x  # MulBackward0 keeps no tensor for the number 0.25
+    y.retain_grad()
+    (y * torch.arange(12.0, dtype=torch.float64).view(3, 4)).sum().backward(retain_graph=True)
+    cmp("y", y.grad, y)
+    result = cmp("x", y.grad * 0.5 + 1e-3 * torch.randn(3, 4, dtype=torch.float64), x)
+    assert not result and result.diagnosis != "internal_error"

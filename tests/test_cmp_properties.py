@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import cmp as cmp_module
+from cmp import cmp
 from lecture import GRAD_NAMES, manual_backward
 from test_cmp_catalog import _check_everything_before, cmp_in_notebook, forward_keeping_the_graph
 
@@ -77,3 +78,41 @@ def test_a_random_scramble_gets_no_explanation(net, grads, index, kind, share, s
     assume(not result)  # a scramble of a gradient that is zero up to rounding can still be allclose
     allowed = DESCRIBING | ({"right_answer_is_zero"} if name in ("dlogit_maxes", "db1") else set())
     assert result.diagnosis in allowed, f"{name}, {kind}: {result.diagnosis}: {result.hint}"
+
+
+OPS = {
+    "times a number": lambda y, w: y * 0.5,
+    "times a tensor": lambda y, w: y * w,
+    "plus a number": lambda y, w: y + 1e-5,
+    "exp": lambda y, w: (y / 4).exp(),
+    "tanh": lambda y, w: torch.tanh(y),
+    "power": lambda y, w: (y * y + 1e-5) ** -0.5,
+    "matmul": lambda y, w: y @ w.T,
+    "sum over dim 1": lambda y, w: y.sum(1, keepdim=True) * torch.ones_like(w),
+    "a mean": lambda y, w: y - y.mean(0, keepdim=True),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.sampled_from(sorted(OPS)), min_size=1, max_size=4), seed=st.integers(0, 2**31),
+       keep_graph=st.booleans(), wrong=st.sampled_from(["times 2", "plus noise", "zeros in a row"]))
+def test_any_small_graph_gives_a_registered_diagnosis_and_no_internal_error(ops, seed, keep_graph, wrong):
+    """Every step of a random chain of operations is checked (right), then x's gradient is checked wrong."""
+    cmp_module.reset()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    steps, y = [], x
+    for op in ops:
+        y = OPS[op](y, w)
+        y.retain_grad()
+        steps.append(y)
+    (y * torch.randn(4, 4, generator=g, dtype=torch.float64)).sum().backward(retain_graph=keep_graph)
+    answer = {"times 2": x.grad * 2, "plus noise": x.grad + 0.1 * torch.randn(4, 4, generator=g, dtype=torch.float64),
+              "zeros in a row": x.grad * (torch.arange(4) != 1).view(4, 1)}[wrong]
+    with contextlib.redirect_stdout(io.StringIO()):
+        for i, step in enumerate(reversed(steps)):
+            assert cmp(f"y{i}", step.grad, step)
+        result = cmp("x", answer, x)
+    assert result.diagnosis != "internal_error", result.hint
+    assert result.diagnosis is None or set(result.diagnosis.split("+")) <= set(cmp_module.RULE_IDS)

@@ -191,6 +191,28 @@ def _steps_back(u, t, limit=200):
     return None
 
 
+def _count_paths(u, t, limit=10_000):
+    """How many paths lead from u back to t in autograd's graph (hprebn reaches bnraw by several)."""
+    counts = {}
+
+    def paths_from(node):
+        if node is None:
+            return 0
+        if node is t.grad_fn or getattr(node, "variable", None) is t:
+            return 1
+        if node not in counts:
+            counts[node] = 0  # a guard while this node is being counted
+            counts[node] = min(limit, sum(paths_from(child) for child, _ in node.next_functions))
+        return counts[node]
+
+    if not isinstance(u, torch.Tensor) or u is t:
+        return 0
+    try:
+        return paths_from(u.grad_fn)
+    except RecursionError:  # a graph deeper than Python's recursion limit: no count
+        return 0
+
+
 def _wrong_upstream(name, t, this):
     """The first recorded check with wrong values whose tensor was computed from t: its error can flow into
     t's gradient (a wrong shape or dtype with the right numbers does not count, nor an error far too small
@@ -740,6 +762,7 @@ class ValueCase:
     steps: tuple = ()      # LocalSteps: how t enters each checked tensor computed from it, read from autograd's graph
     in_scope: tuple = ()   # (name, values in float64) of the floating-point tensors in your notebook
     index_tensors: tuple = ()  # (name, tensor) of the integer tensors in your notebook (like Xb)
+    paths: dict = None     # {name: how many paths lead from that checked tensor back to t in autograd's graph}
 
     @property
     def error(self):
@@ -759,9 +782,10 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in visible
                      if value.is_floating_point() and 0 < value.numel() <= 100_000)
     index_tensors = tuple((key, value.long()) for key, value in visible if _is_index_tensor(value))
+    paths = {other: _count_paths(u, t) for other, u, grad in consumers}
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
-                     _rounding_of(ref.dtype), steps, in_scope, index_tensors)
+                     _rounding_of(ref.dtype), steps, in_scope, index_tensors, paths)
 
 
 @dataclass(frozen=True)
@@ -1339,6 +1363,8 @@ def _rule_one_path_only(c):
         found = _slice_factor(c.d, grad)
         if found is None or _slice_factor(c.ref, grad) is not None:
             continue  # the right answer has that form too: then only the factor is wrong, not the paths
+        if c.paths.get(name, 0) < 2:
+            continue  # one path from t to u: the local derivative is wrong, no path is missing
         dim = found[0]
         return (f"{c.dname} is d{name} times a factor that is the same along dim {dim}: it has only the path "
                 f"through `{name}`, but {c.tname} reaches the loss by other paths too (e.g. through a sum or "

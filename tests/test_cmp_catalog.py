@@ -729,3 +729,10 @@ def test_overwritten_rows_are_found_through_a_cache_dict_and_dembcat(net, grads,
     assert cache  # read by cmp from this function's variables
     del cache
     assert cmp("C", _dC_advanced_index(net, grads), net.C).diagnosis != "rows_overwritten"  # nothing to check it by
+
+
+def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):
+    """hpreact reaches the loss only through h: a per-column factor in place of 1 - h**2 misses no path."""
+    _check_everything_before(net, grads, "hpreact")
+    result = cmp_in_notebook(net, grads, "hpreact", (net.bngain * grads["dh"]).detach())
+    assert not result and result.diagnosis != "one_path_only" and "other paths" not in result.hint

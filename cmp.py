@@ -1309,8 +1309,8 @@ def _rule_wrong_order(c):
 
 def _rule_contributions_in_wrong_rows(c):
     """An embedding table's gradient whose column sums are right: every use was added, some to the wrong row."""
-    if not c.leaf or c.d.dim() != 2 or not _column_sums_right(c):
-        return None
+    if not c.leaf or c.d.dim() != 2 or not _column_sums_right(c) or _embedding_uses(c) is None:
+        return None  # the right answer must be made of rows added by index (found in your notebook)
     return (f"every contribution is in {c.dname} (each column sums to the right total), but some went to the "
             "wrong rows: the indices and the gradients are paired in different orders (flatten both the same "
             "way)")
@@ -1718,7 +1718,8 @@ RULES = [
     Rule("same_local_derivative_for_a_sum", "value", "a sum's local derivative taken as a multiple of a tensor",
          "use the sum's constant",
          "a precise formula for this step", check=_rule_same_local_derivative_for_a_sum, local=True),
-    Rule("contributions_in_wrong_rows", "value", "an embedding table whose column sums are right",
+    Rule("contributions_in_wrong_rows", "value", "an embedding table (its indices and gradients found in your "
+         "notebook) whose column sums are right",
          "every use was added, some to the wrong rows", "before rows_overwritten, which needs lost contributions",
          check=_rule_contributions_in_wrong_rows),
     Rule("rows_overwritten", "value", "an embedding table: some rows right, each other row exactly one of its "

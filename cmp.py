@@ -9,18 +9,23 @@ and prints one line, with the same columns as in the lecture:
 
 exact        every number is bit-identical (and the shape and dtype are those of t.grad)
 approximate  torch.allclose(dt, t.grad) with its default tolerances (cmp's atol= can widen the
-             absolute one), and the same shape and dtype
+             absolute one), and the same shape and dtype; also True for an all-zero answer where the
+             right gradient is zero up to float rounding
 maxdiff      the largest absolute difference (nan when the shapes can't be compared)
 
 When there is something to say, lines starting with "  -> " follow: what looks
 wrong and how to fix it (a sum over the wrong dim, a missing 1/n, a transposed
 matrix, a missing branch ...), or why an answer that is not exact is still fine.
 
-How the advice is found: each diagnosis is one small rule (see RULES below) that
-looks at your answer, the right answer and the tensor itself, and speaks only when
-the numbers fit its explanation. The first rule that fits gives the hint, and its
-id is kept in `result.diagnosis`. When a gradient you checked earlier is wrong and
-was computed from this tensor (autograd's graph says so), cmp adds "fix it first".
+How the advice is found: each diagnosis is one small rule that looks at your answer,
+the right answer and the tensor itself, and speaks only when the numbers fit its
+explanation. All of them are in one table, RULES (near the end of this file): each
+rule's id, when it speaks, what it says and why it stands where it does. The first
+rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
+gradient you checked earlier is wrong, was computed from this tensor (autograd's
+graph says so) and its error is large enough to explain yours, cmp adds "fix it first".
+When your batch or forward pass changed after loss.backward() ran, cmp says so
+instead of judging your answer against gradients of old tensors.
 
 Every call returns a `CheckResult`; `bool(result)` is the "approximate" column,
 so a gradient with the right values but the wrong shape or dtype counts as wrong
@@ -30,7 +35,8 @@ Its `status` is a `Status`:
     rounding       not bit-identical, but allclose: float rounding, not a mistake
     wrong          wrong values, shape or dtype (the hint says which)
     not done       the gradient is still None or `...`
-    no reference   t.grad is missing (retain_grad() or loss.backward() forgotten)
+    no reference   t.grad is missing (retain_grad() or loss.backward() forgotten), or it belongs to
+                   old tensors (the batch or the forward pass changed after loss.backward() ran)
 Every result is remembered by name: `summary()` shows them all in one table.
 
 Strict mode (for solutions and tests): `cmp(..., strict=True)` or the
@@ -45,6 +51,7 @@ everything else this module prints is the same on every run.
 """
 import enum
 import html
+import inspect
 import math
 import os
 import warnings
@@ -55,7 +62,7 @@ import torch
 
 __all__ = [
     "cmp", "summary", "reset", "CheckResult", "Status", "Summary", "GradientError",
-    "numerical_vjp", "rel_error", "check_numerically", "RULES",
+    "numerical_vjp", "rel_error", "check_numerically", "RULES", "RULE_IDS",
 ]
 
 
@@ -78,12 +85,21 @@ PASSING = (Status.EXACT, Status.ROUNDING, Status.CORRECT, Status.PROBABLY_CORREC
 FLOAT32_RESOLUTION = 1e-7   # float32 rounding gives relative errors of about this size
 ALMOST_RIGHT = 1e-5         # a wrong answer this close (rel err) is "almost right", not a formula slip
 FIT = 1e-4                  # how closely an explanation must reproduce your answer to be named
+LOOSE_FIT = 1e-3            # ... when the explanation is itself estimated (a mean along a dim, a projection)
+EXPLAINED = 0.01            # an explanation must leave less than 1% of the difference from the right answer
+FRACTION_FIT = 1e-5         # a factor is named as a fraction when it is this close (relative) to it
+NUMBER_EXACT = 1e-6         # a number is printed as a fraction when it is this close (relative) to one
 ZERO_ANSWER = 1e-3          # a right answer whose largest value is this small relative to yours is "zero"
 NOISE = 1e-4                # ... and this small relative to the gradients flowing into it: rounding noise
 NOISE_WITHOUT_NEIGHBOURS = 1e-6  # ... or, when no neighbour was checked, this small (the lecture's gradients: 1e-3 and up)
+BLAME_SIZE = 1e-6           # an earlier wrong gradient is blamed only when its error is at least this share of
+                            # this one's (the chain rule multiplies errors by local derivatives, rarely by 1e6)
 SHARE_FIT = 0.02            # the variance part of a fused BatchNorm gradient is measured to within 2%
 MAX_DENOMINATOR = 256       # constant factors are named as fractions with denominators up to this
 BN_EPS = 1e-5               # the epsilon the lecture's BatchNorm adds to the variance
+NUMERICAL_CORRECT = 1e-7    # check_numerically (cs231n's thresholds on rel_error): below this "correct",
+NUMERICAL_PASS = 1e-4       # ... below this "probably correct" (right answers pass),
+NUMERICAL_WRONG = 1e-2      # ... below this "suspicious", above it "wrong"
 _TINY = 1e-30               # keeps relative errors finite when the reference is all zeros
 
 
@@ -142,6 +158,9 @@ def reset():
     """Forget all checks made so far."""
     _results.clear()
     _tensors.clear()
+    _seen_grads.clear()
+    _seen_batch.clear()
+    _seen_as_variable.clear()
 
 
 def _record(result, t):
@@ -172,12 +191,35 @@ def _steps_back(u, t, limit=200):
     return None
 
 
-def _wrong_upstream(name, t):
+def _count_paths(u, t, limit=10_000):
+    """How many paths lead from u back to t in autograd's graph (hprebn reaches bnraw by several)."""
+    counts = {}
+
+    def paths_from(node):
+        if node is None:
+            return 0
+        if node is t.grad_fn or getattr(node, "variable", None) is t:
+            return 1
+        if node not in counts:
+            counts[node] = 0  # a guard while this node is being counted
+            counts[node] = min(limit, sum(paths_from(child) for child, _ in node.next_functions))
+        return counts[node]
+
+    if not isinstance(u, torch.Tensor) or u is t:
+        return 0
+    try:
+        return paths_from(u.grad_fn)
+    except RecursionError:  # a graph deeper than Python's recursion limit: no count
+        return 0
+
+
+def _wrong_upstream(name, t, this):
     """The first recorded check with wrong values whose tensor was computed from t: its error can flow into
-    t's gradient (a wrong shape or dtype with the right numbers does not count)."""
+    t's gradient (a wrong shape or dtype with the right numbers does not count, nor an error far too small
+    to explain this one's)."""
     for other, result in _results.items():
         if (other != name and result.status == Status.WRONG and not result.values_right
-                and _steps_back(_tensors.get(other), t)):
+                and not result.maxdiff < BLAME_SIZE * this.maxdiff and _steps_back(_tensors.get(other), t)):
             return other
     return None
 
@@ -216,9 +258,13 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
     """
     name = str(name)
     try:
-        result = _check(name, dt, t, atol)
-        if result.status == Status.WRONG:
-            upstream = _wrong_upstream(name, t)
+        namespace = _caller_namespace()
+        stale = _stale_state(name, t, namespace)
+        result = _check(name, dt, t, atol, namespace)
+        if stale and result.status in (Status.WRONG, Status.NO_REFERENCE):
+            result = _fail(name, Status.NO_REFERENCE, stale, "stale_state")
+        elif result.status == Status.WRONG:
+            upstream = _wrong_upstream(name, t, result)
             if upstream:
                 result = _blame_upstream(result, upstream)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
@@ -233,13 +279,75 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
     return result
 
 
+def _caller_namespace():
+    """The variables of the code that called cmp (your notebook): to call your gradient by its name."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return {} if frame is None else {**frame.f_globals, **frame.f_locals}
+
+
+# What cmp saw at its last check, to notice a notebook that changed after loss.backward() ran.
+_seen_grads = {}  # {name: a copy of its reference gradient}
+_seen_batch = {}  # {name: a copy} of your integer tensors (Xb, Yb, ...) when the gradients last changed
+_seen_as_variable = set()  # names checked on the notebook's variable of that name (cmp("h", dh, h))
+
+
+def _stale_state(name, t, namespace):
+    """Why the reference gradients no longer belong to your notebook's tensors (a message), or None.
+
+    After loss.backward(), re-running the batch cell changes Xb and Yb, and re-running the forward
+    cell makes new tensors: the gradients cmp compares with then belong to the old ones."""
+    recomputed = [other for other, u in _tensors.items()
+                  if other in _seen_as_variable and isinstance(namespace.get(other), torch.Tensor)
+                  and namespace[other] is not u and namespace[other].grad_fn is not None
+                  and _grad_of(namespace[other]) is None]
+    batch = {key: value.clone() for key, value in namespace.items()
+             if isinstance(value, torch.Tensor) and not key.startswith("_") and _is_index_tensor(value)}
+    backward_ran = not _seen_grads or any(
+        _grad_of(_tensors[other]) is None or not torch.equal(_grad_of(_tensors[other]), grad)
+        for other, grad in _seen_grads.items() if other in _tensors)
+    if backward_ran:
+        _seen_batch.clear()
+        _seen_batch.update(batch)
+    changed = [key for key, value in batch.items() if key in _seen_batch
+               and not (value.shape == _seen_batch[key].shape and torch.equal(value, _seen_batch[key]))]
+    for other, u in list(_tensors.items()) + [(name, t)]:
+        grad = _grad_of(u) if isinstance(u, torch.Tensor) else None
+        if grad is not None:
+            _seen_grads[other] = grad.clone()
+    if namespace.get(name) is t:
+        _seen_as_variable.add(name)
+    if recomputed:
+        return (f"{_listing(recomputed)} {'was' if len(recomputed) == 1 else 'were'} computed again after "
+                "loss.backward() last ran, so the gradients cmp compares with belong to the old tensors: re-run "
+                "the cell that calls loss.backward() (and retain_grad()), then check again")
+    if changed:
+        return (f"{_listing(changed)} changed after loss.backward() last ran (did the batch cell run again?), so "
+                "the gradients cmp compares with belong to the old batch: re-run the forward pass and the cell "
+                "that calls loss.backward(), then check again")
+    return None
+
+
+def _is_index_tensor(x):
+    """A small tensor of integers, like Xb or Yb."""
+    return 0 < x.numel() <= 100_000 and x.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _listing(names):
+    """'`Xb` and `Yb`'."""
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
 def _blame_upstream(result, upstream):
     """A wrong gradient below a wrong earlier one it may be computed from: say so.
 
     A loose value diagnosis (a factor, some rows or entries wrong) could describe only the inherited error,
-    so it is replaced. A local one (LOCAL_RULES: a precise wrong formula for this step) and a shape or
+    so it is replaced. A local one (Rule.local: a precise wrong formula for this step) and a shape or
     dtype one are the student's own: kept, with the note."""
-    if result.diagnosis in _VALUE_RULE_IDS and result.diagnosis not in LOCAL_RULES:
+    rule = _RULES_BY_ID.get(result.diagnosis)
+    if rule is not None and rule.stage == "value" and not rule.local:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
             "its error flows into this gradient if you used it, so fix it first, then check this one again"))
@@ -272,17 +380,30 @@ def _raise_if_strict(result, strict):
         raise GradientError(f"{result.name}: {result.status}: {result.hint}")
 
 
-def _names(name, kind="cmp"):
-    """How messages call your gradient and the tensor: `dlogits` and `logits` for cmp("logits", ...)."""
-    if kind == "numerical":
-        return "dx", "x"
+def _names(name, dt=None, namespace=None):
+    """How messages call your gradient and the tensor: `dlogits` and `logits` for cmp("logits", dlogits, logits),
+    `grad_lse` and `l_lse` for cmp("l_lse", grad_lse, l_lse): your variable's name when it is a gradient's."""
     first = name.split(" (")[0]  # e.g. "hprebn (paths)": a variant of hprebn's gradient
-    if first.isidentifier():
-        return "d" + first, first
-    return "dt", "t"
+    if not first.isidentifier():
+        return "dt", "t"
+    dname = "d" + first
+    if namespace and isinstance(dt, torch.Tensor) and namespace.get(dname) is not dt:
+        yours = [key for key, value in namespace.items() if value is dt and _is_gradient_name(key, first)]
+        if len(yours) == 1:
+            dname = yours[0]
+    return dname, first
 
 
-def _check(name, dt, t, atol):
+def _is_gradient_name(variable, tname):
+    """True for names like dlogits, grad_lse or dl for the tensor logits, l_lse or l_one."""
+    for prefix in ("grad_", "d_", "d"):
+        if variable.startswith(prefix):
+            rest = variable[len(prefix):]
+            return rest == tname or rest in tname.split("_")
+    return False
+
+
+def _check(name, dt, t, atol, namespace=None):
     """Work out the CheckResult for cmp (prints nothing)."""
     if dt is None or dt is Ellipsis:
         what = "still None" if dt is None else "still `...`"
@@ -299,10 +420,10 @@ def _check(name, dt, t, atol):
     d = d.detach().to(ref.device)
 
     maxdiff, relerr = _differences(d, ref)
-    dname, tname = _names(name)
+    dname, tname = _names(name, dt, namespace)
     if d.shape != ref.shape:
         case = ShapeCase(d, ref, dname, tname)
-        rule, hint = _diagnose(SHAPE_RULES, case)
+        rule, hint = _diagnose("shape", case)
         return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
                            values_right=case.right_values)
 
@@ -312,7 +433,7 @@ def _check(name, dt, t, atol):
         hints = [_dtype_hint(d, ref, right_values, dname, tname)]
         rule = "dtype"
         if not right_values:
-            value_rule, value_hint = _diagnose(VALUE_RULES, _value_case(name, d, ref, t, relerr, dname, tname))
+            value_rule, value_hint = _diagnose("value", _value_case(name, d, ref, t, relerr, dname, tname, namespace))
             rule, hints = f"dtype+{value_rule}", hints + [value_hint]
         return CheckResult(name, False, False, maxdiff, relerr, "\n".join(hints), Status.WRONG, diagnosis=rule,
                            values_right=right_values)
@@ -320,11 +441,37 @@ def _check(name, dt, t, atol):
     if torch.equal(d, ref):
         return CheckResult(name, True, True, maxdiff, relerr, None, Status.EXACT)
     if torch.allclose(d, ref, atol=atol):
-        rule = "zero_up_to_rounding" if relerr > 1e-3 else "rounding"
+        if relerr > ZERO_ANSWER:
+            return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
+                               diagnosis="zero_up_to_rounding")
+        unseen = _invisible_branch(name, t)
+        if unseen:
+            return CheckResult(name, False, True, maxdiff, relerr, (
+                f"only float rounding away from the right answer (rel err: {relerr:.1e}); but `{unseen}`, checked "
+                f"before, is computed from {tname} too and its gradient is zero up to rounding, so the numbers "
+                f"cannot tell whether your formula has the branch through `{unseen}`: make sure it does"),
+                Status.ROUNDING, diagnosis="branch_invisible")
         return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
-                           diagnosis=rule)
-    rule, hint = _diagnose(VALUE_RULES, _value_case(name, d, ref, t, relerr, dname, tname))
+                           diagnosis="rounding")
+    case = _value_case(name, d, ref, t, relerr, dname, tname, namespace)
+    if not d.any() and _zero_up_to_rounding(case):
+        return CheckResult(name, False, True, maxdiff, relerr, (
+            f"{dname} is all zeros, and that is right: the right gradient of {tname} is zero up to float rounding "
+            f"(the loss does not depend on {tname}); autograd's rounding noise is just above torch.allclose's "
+            "absolute tolerance"), Status.ROUNDING, diagnosis="zero_answer_is_right")
+    rule, hint = _diagnose("value", case)
     return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule)
+
+
+def _invisible_branch(name, t):
+    """The name of a checked tensor computed from t whose gradient is zero up to rounding (like logit_maxes
+    for logits): whether an answer has the branch through it, the numbers cannot tell. Else None."""
+    found = _consumers(name, t)
+    flowing = max((_max_abs(grad) for _, _, grad in found), default=0.0)
+    for other, u, grad in found:
+        if grad.shape != t.shape and _max_abs(grad) <= NOISE * flowing:
+            return other
+    return None
 
 
 def _fail(name, status, hint, rule):
@@ -387,15 +534,6 @@ def _max_abs(x):
     return x.abs().max().item()
 
 
-def _diagnose(rules, case):
-    """(rule id, message) of the first rule that has something to say."""
-    for rule_id, rule in rules:
-        message = rule(case)
-        if message:
-            return rule_id, message
-    raise AssertionError("the last rule of a table always speaks")
-
-
 def _fits(candidate, d, within=FIT):
     """True when `candidate` reproduces d to within `within` of d's size (both float64, same shape)."""
     if candidate.shape != d.shape or not torch.isfinite(candidate).all():
@@ -419,7 +557,7 @@ def _multiple(x, basis):
 
 def _explains(candidate, d, ref):
     """True when a candidate wrong answer reproduces d, and explains at least 99% of how d differs from ref."""
-    return _fits(candidate, d) and _max_abs(candidate - d) <= 0.01 * _max_abs(ref - d)
+    return _fits(candidate, d) and _max_abs(candidate - d) <= EXPLAINED * _max_abs(ref - d)
 
 
 # ---------------------------------------------------------------------------
@@ -510,16 +648,6 @@ def _shape_other(c):
             "(sum over the dims along which it was broadcast)")
 
 
-SHAPE_RULES = [
-    ("keepdim", _shape_keepdim),
-    ("transposed_shape", _shape_transposed),
-    ("size_1_dim_moved", _shape_size_1_dim_moved),
-    ("reshaped", _shape_reshaped),
-    ("sum_broadcast_dims", _shape_sum_broadcast_dims),
-    ("needs_broadcast", _shape_needs_broadcast),
-    ("matmul_order", _shape_matmul_order),
-    ("shape", _shape_other),
-]
 
 
 def _keepdim_code(got, want):
@@ -602,7 +730,7 @@ def _dtype_name(x):
 
 
 def _rounding_hint(relerr, tname):
-    if relerr > 1e-3:
+    if relerr > ZERO_ANSWER:
         return ("every value is tiny (zero up to float rounding), so torch.allclose accepts it: right if "
                 f"the loss does not depend on {tname}, whose true gradient is then 0")
     return f"not bit-identical, only float rounding, not a mistake (rel err: {relerr:.1e})"
@@ -626,30 +754,117 @@ class ValueCase:
     relerr: float
     dname: str             # what to call your gradient and the tensor in messages
     tname: str
-    sizes: frozenset       # sizes that exist in the problem (dims of this tensor and of those checked so far)
+    sizes: dict            # {size: e.g. "logits.shape[1]"}: the sizes in the problem (this tensor, those checked)
     consumers: tuple = ()  # (name, tensor, reference gradient) of checked tensors computed from this one
     bn_gain: tuple = None  # (values, reference gradient) of a checked tensor named bngain, float64
     leaf: bool = False     # the tensor is a leaf (a parameter such as an embedding table)
     rounding: tuple = None # (dtype name, its relative rounding error) of the gradient; None for check_numerically
+    steps: tuple = ()      # LocalSteps: how t enters each checked tensor computed from it, read from autograd's graph
+    in_scope: tuple = ()   # (name, values in float64) of the floating-point tensors in your notebook
+    index_tensors: tuple = ()  # (name, tensor) of the integer tensors in your notebook (like Xb)
+    paths: dict = None     # {name: how many paths lead from that checked tensor back to t in autograd's graph}
 
     @property
     def error(self):
         return self.d - self.ref
 
 
-def _value_case(name, d, ref, t, relerr, dname, tname):
+def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     """A ValueCase for cmp, with what the registry knows about the tensor's neighbours in the graph."""
-    sizes = set(ref.shape)
-    for u in _tensors.values():
-        sizes.update(u.shape)
+    sizes = _sizes_of({tname: ref, **_tensors})
     x = t.detach().to(torch.float64) if t.is_floating_point() else None
     consumers = tuple(_consumers(name, t))
     gain = _tensors.get("bngain")
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
+    steps = tuple(step for other, u, grad in consumers for step in [_local_step(other, u, grad, t)] if step)
+    visible = _tensors_in(namespace or {})
+    in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in visible
+                     if value.is_floating_point() and 0 < value.numel() <= 100_000)
+    index_tensors = tuple((key, value.long()) for key, value in visible if _is_index_tensor(value))
+    paths = {other: _count_paths(u, t) for other, u, grad in consumers}
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
-                     frozenset(s for s in sizes if s > 1), consumers, bn_gain, t.grad_fn is None,
-                     _rounding_of(ref.dtype))
+                     sizes, consumers, bn_gain, t.grad_fn is None,
+                     _rounding_of(ref.dtype), steps, in_scope, index_tensors, paths)
+
+
+@dataclass(frozen=True)
+class LocalStep:
+    """How t enters a checked tensor u, read from autograd's graph: the operation (its backward node's
+    name, e.g. "MmBackward0"), what it saved (float64), which of its inputs is t (or t plus a constant),
+    and the gradient arriving at it (u's)."""
+    consumer: str
+    op: str
+    saved: dict
+    input_index: int
+    incoming: torch.Tensor
+    t_values: torch.Tensor
+
+
+_SAVED = {"MulBackward0": ("self", "other"), "MmBackward0": ("self", "mat2"), "ExpBackward0": ("result",),
+          "TanhBackward0": ("result",), "PowBackward0": ("self", "exponent"), "SumBackward1": ()}
+
+
+def _local_step(name, u, grad, t):
+    """The LocalStep by which t enters u, when u's gradient arrives at it unchanged; else None.
+
+    u's own operation, or one below additions (hprebn = embcat @ W1 + b1: the matmul); its input may be
+    t itself or t plus a constant (bnvar + 1e-5). Needs the graph kept: loss.backward(retain_graph=True)."""
+    node = u.grad_fn
+    for _ in range(3):
+        if node is None:
+            return None
+        children = [child for child, _ in node.next_functions]
+        for index, child in enumerate(children):
+            if _is_t_or_t_plus_constant(child, t) and type(node).__name__ in _SAVED:
+                try:
+                    saved = {key: getattr(node, "_saved_" + key) for key in _SAVED[type(node).__name__]}
+                except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
+                    return None
+                if any(value is None for value in saved.values()):
+                    return None  # e.g. a product with a Python number, which autograd keeps elsewhere
+                saved = {key: torch.as_tensor(value).detach().to(torch.float64) for key, value in saved.items()}
+                return LocalStep(name, type(node).__name__, saved, index, grad, t.detach().to(torch.float64))
+        if type(node).__name__ != "AddBackward0":
+            return None
+        following = [child for child in children if child is not None and type(child).__name__ != "AccumulateGrad"]
+        if len(following) != 1:
+            return None
+        node = following[0]
+    return None
+
+
+def _is_t_or_t_plus_constant(node, t):
+    if node is None:
+        return False
+    if node is t.grad_fn or getattr(node, "variable", None) is t:
+        return True
+    return (type(node).__name__ == "AddBackward0" and len(node.next_functions) == 2
+            and node.next_functions[1][0] is None and _is_t_or_t_plus_constant(node.next_functions[0][0], t))
+
+
+def _tensors_in(namespace):
+    """[(name, tensor)] of the tensors among your variables, and in the dicts among them (cache["Xb"])."""
+    found = []
+    for key, value in namespace.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, torch.Tensor):
+            found.append((key, value))
+        elif isinstance(value, dict):
+            found += [(f'{key}["{inner}"]', tensor) for inner, tensor in value.items()
+                      if isinstance(inner, str) and isinstance(tensor, torch.Tensor)]
+    return found
+
+
+def _sizes_of(named):
+    """{size: where it comes from, e.g. 'logits.shape[1]'} for the sizes above 1 of the named tensors."""
+    sizes = {}
+    for name, u in named.items():
+        for dim, size in enumerate(u.shape):
+            if size > 1:
+                sizes.setdefault(size, f"{name}.shape[{dim}]")
+    return sizes
 
 
 def _rounding_of(dtype):
@@ -681,11 +896,16 @@ def _rule_all_zeros(c):
     return f"{c.dname} is all zeros, but the right gradient is not: did you forget to fill it in?"
 
 
-def _rule_right_answer_is_zero(c):
-    """The right gradient is rounding noise (the loss does not depend on t); yours is not."""
+def _zero_up_to_rounding(c):
+    """True when the right gradient is rounding noise: tiny next to the gradients flowing into the tensor."""
     flowing_in = [_max_abs(grad) for _, _, grad in c.consumers]
     noise = NOISE * max(flowing_in) if flowing_in else NOISE_WITHOUT_NEIGHBOURS
-    if _max_abs(c.ref) > ZERO_ANSWER * _max_abs(c.d) or _max_abs(c.ref) > noise:
+    return _max_abs(c.ref) <= noise
+
+
+def _rule_right_answer_is_zero(c):
+    """The right gradient is rounding noise (the loss does not depend on t); yours is not."""
+    if _max_abs(c.ref) > ZERO_ANSWER * _max_abs(c.d) or not _zero_up_to_rounding(c):
         return None
     return (f"the right gradient of {c.tname} is zero up to float rounding (the loss does not depend on "
             f"{c.tname}), but {c.dname} is not: the contributions in your formula should cancel")
@@ -705,7 +925,8 @@ def _rule_constant_factor(c):
     if c.d.numel() == 1 and abs(k + 1.0) >= FIT:
         return None  # a single number is always some multiple of the right one: that says nothing
     fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
-    if abs(float(fraction) - k) > 1e-5 * abs(k) or not _is_simple(fraction):
+    sizes_ratio = abs(fraction.numerator) in c.sizes and fraction.denominator in c.sizes
+    if abs(float(fraction) - k) > FRACTION_FIT * abs(k) or not (_is_simple(fraction) or sizes_ratio):
         sign = " and a sign is flipped" if k < 0 else ""
         return (f"{c.dname} is the right answer times a constant factor that is not a simple fraction"
                 f"{sign}: look for a wrong constant in the formula")
@@ -727,18 +948,25 @@ def _factor_meaning(f, sizes):
     if num >= 3 and den >= 3 and abs(num - den) == 1:
         n = max(num, den)
         if n in sizes:
-            return (f"{sign}n and n-1 are mixed up (n = {n}), as in Bessel's correction: a variance with "
-                    f"Bessel's correction divides by n-1 = {n - 1}, not by n = {n}")
+            return (f"{sign}n and n-1 are mixed up (n = {n}): a mean divides by n = {n}, a variance with "
+                    f"Bessel's correction by n-1 = {n - 1}")
         return f"{sign}a constant in the formula is slightly off"
+    if num >= 3 and den >= 3 and num in sizes and den in sizes:
+        return (f"{sign}as if divided by {den} ({sizes[den]}) where the right formula divides by {num} "
+                f"({sizes[num]})")
+    k = den if num == 1 else num if den == 1 else None
+    if k is not None and k >= 3 and k in sizes:
+        if den == 1:
+            return f"{sign}a factor 1/{k} is missing, e.g. the 1/n of a mean over n = {k} items ({sizes[k]})"
+        return (f"{sign}there is a factor 1/{k} too many, e.g. a division by {k} ({sizes[k]}) that does not "
+                "belong, such as the 1/n of a mean applied twice")
     if num <= 4 and den <= 4:
         return (f"{sign}a power rule factor may be missing or extra (d/dx x**p = p * x**(p-1): 2*x for x**2, "
                 "-0.5*x**-1.5 for x**-0.5), or a factor like 2 or 1/2")
     if den == 1:
-        mean = f", e.g. the 1/n of a mean over n = {num} items" if num in sizes else ""
-        return f"{sign}a factor 1/{num} is missing{mean}"
+        return f"{sign}a factor 1/{num} is missing"
     if num == 1:
-        mean = f", e.g. the 1/n of a mean applied twice (n = {den})" if den in sizes else ""
-        return f"{sign}there is a factor 1/{den} too many{mean}"
+        return f"{sign}there is a factor 1/{den} too many"
     return f"{sign}a constant in the formula is wrong"
 
 
@@ -758,6 +986,8 @@ def _rule_factor_per_slice(c):
             continue
         if _is_constant(factor):
             return None  # one constant: the constant-factor rule's case
+        if (factor.abs() <= FIT * _max_abs(factor)).any():
+            return None  # a slice that is all zero: left out, not scaled (the partly-right rule says where)
         return (f"{c.dname} is the right answer times a factor that is the same along dim {dim} but changes "
                 f"along the other dims: a quantity broadcast along dim {dim} (e.g. a per-column gain or 1/std, "
                 "or a per-row sum) is missing, extra or the wrong one")
@@ -893,7 +1123,7 @@ def _rule_softmax_over_the_wrong_dim(c):
 def _number(x):
     """x as a simple fraction when it is one (1/32), else with 3 significant digits."""
     fraction = Fraction(x).limit_denominator(MAX_DENOMINATOR)
-    return str(fraction) if fraction and abs(float(fraction) - x) <= 1e-6 * abs(x) else f"{x:.3g}"
+    return str(fraction) if fraction and abs(float(fraction) - x) <= NUMBER_EXACT * abs(x) else f"{x:.3g}"
 
 
 def _standardised_columns(x):
@@ -910,18 +1140,20 @@ def _rule_variance_term(c):
     xhat, s = _standardised_columns(c.x)
     error = c.error
     coefficient = (error * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True).clamp(min=_TINY)
-    if not _fits(coefficient * xhat, error, within=1e-3) or _max_abs(coefficient) == 0:
+    if not _fits(coefficient * xhat, error, within=LOOSE_FIT) or _max_abs(coefficient) == 0:
         return None
     n = c.d.shape[0]
     start = (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
              "of the gradient that flows through the batch variance")
-    share = _variance_part_share(c, coefficient, s)
+    share = _variance_part_share(c, coefficient, xhat, s)
     if share is not None and abs(share * n - 1) < SHARE_FIT:
         return (f"{start} is {n - 1}/{n} of its right size, as when the variance is taken as dividing by n = {n}: "
                 f"the forward pass divides by n-1 = {n - 1} (Bessel's correction); follow that factor through "
                 "your derivation")
     if share is not None and abs(share - 1) < SHARE_FIT:
         return f"{start} is missing"
+    if share is not None and abs(share - 2) < SHARE_FIT:
+        return f"{start} has the wrong sign"
     if share is not None:
         return f"{start} has about {1 - share:.2f} times its right size"
     if c.bn_gain is not None and c.bn_gain[0].shape == coefficient.shape:
@@ -930,18 +1162,28 @@ def _rule_variance_term(c):
     return f"{start} is missing or has the wrong size"
 
 
-def _variance_part_share(c, coefficient, s):
-    """How much of the variance part is missing (1 = all of it), when bngain was checked; else None.
+def _variance_part_share(c, coefficient, xhat, s):
+    """How much of the variance part is missing (1 = all of it), when it can be measured; else None.
 
-    The right variance part is -bngain * s * x̂ * sum(g * x̂) / (n-1) per column, with s = 1/std and
-    sum(g * x̂) = the gradient of bngain; `coefficient` is the error's multiple of x̂.
+    The right variance part is -s * x̂ * sum(g * x̂) / (n-1) per column, with s = 1/std and g the gradient
+    arriving at x̂. sum(g * x̂) is bngain times bngain's gradient when bngain was checked, or, from any checked
+    tensor u = a * x̂ + b (a and b per column, like bnraw or hpreact), a * sum(du * x̂). `coefficient` is the
+    error's multiple of x̂.
     """
-    if c.bn_gain is None:
+    sums = None
+    if c.bn_gain is not None and c.bn_gain[0].shape == coefficient.shape:
+        gain, gain_grad = c.bn_gain
+        sums = gain * gain_grad
+    for name, u, grad in c.consumers:
+        if sums is None and grad.shape == xhat.shape:
+            values = u.detach().to(torch.float64)
+            centred = values - values.mean(0, keepdim=True)
+            a = (centred * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True)
+            if _fits(a * xhat + values.mean(0, keepdim=True), values, within=LOOSE_FIT):
+                sums = a * (grad * xhat).sum(0, keepdim=True)
+    if sums is None:
         return None
-    gain, gain_grad = c.bn_gain
-    if gain.shape != coefficient.shape:
-        return None
-    part = gain * s * gain_grad / (c.x.shape[0] - 1)
+    part = s * sums / (c.x.shape[0] - 1)
     used = part.abs() > FIT * _max_abs(part)
     if not used.any():
         return None
@@ -970,7 +1212,7 @@ def _rule_branch_off(c):
         text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {_number(-k)} too much of it, "
                 "broadcast to this shape")
         n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
-        if round(n) in c.sizes and abs(n - round(n)) < 1e-3 * n:
+        if round(n) in c.sizes and abs(n - round(n)) < LOOSE_FIT * n:
             text += f": the 1/{round(n)} of a mean over {round(n)} items looks missing"
         return text
     return None
@@ -978,6 +1220,17 @@ def _rule_branch_off(c):
 
 def _rule_same_local_derivative_for_a_sum(c):
     """t enters a sum (times a constant): every entry's local derivative is that constant."""
+    tensors = ([(c.tname, c.x)] if c.x is not None else []) + list(c.in_scope)
+    for step in c.steps:  # a plain sum read from the graph: its local derivative is 1, also beside other branches
+        incoming = _contribution(step, torch.ones_like(step.t_values), c.d.shape) if step.op == "SumBackward1" else None
+        if incoming is None or incoming.shape != c.d.shape or not (incoming != 0).all():
+            continue
+        yours = c.error / incoming + 1  # the local derivative your answer used in this branch
+        for key, values in tensors:
+            k = _multiple(yours, values) if values.shape == yours.shape else None
+            if k is not None and not _is_constant(values):
+                return (f"`{step.consumer}` sums the entries of {c.tname}, so every entry has the same local "
+                        f"derivative, 1; in the branch through it yours is {_number(k)} × `{key}`, a tensor")
     for name, u, grad in c.consumers[:1]:
         if grad.dim() != c.d.dim() or grad.shape == c.d.shape:
             return None
@@ -989,30 +1242,261 @@ def _rule_same_local_derivative_for_a_sum(c):
             return None
         if not _is_constant(c.ref / incoming):
             return None  # the right local derivative is not a constant: not a plain sum
-        if _is_constant(c.d / incoming):
+        yours = c.d / incoming
+        if _is_constant(yours):
             return None
-        return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same local "
-                f"derivative; yours ({c.dname} / d{name}) changes from entry to entry, as if multiplied by a "
-                "tensor: use the constant of the sum instead")
+        for key, values in tensors:
+            if values.shape == yours.shape and _multiple(yours, values) is not None:
+                return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same "
+                        f"local derivative; yours ({c.dname} / d{name}) is a multiple of `{key}`, a tensor: use the "
+                        "constant of the sum instead")
+        return None  # a local derivative that changes, but no tensor explains it
     return None
 
 
 def _rule_rows_overwritten(c):
     """Some rows right, the others too small: repeated indices kept one write instead of adding up."""
     close = torch.isclose(c.d, c.ref)
-    if not c.leaf or c.d.dim() != 2 or not _row_structured(close):
+    if not c.leaf or c.d.dim() != 2 or not _row_structured(close) or _column_sums_right(c):
+        return None  # every contribution is there when the column sums are right
+    uses = _embedding_uses(c)
+    if uses is None:
         return None
+    index, parts = uses
     wrong = ~close.all(1)
-    if not c.d[wrong].any(1).all() or not (c.d[wrong].norm(dim=1) < c.ref[wrong].norm(dim=1)).float().mean() > 0.5:
-        return None
+    for row in wrong.nonzero().flatten().tolist():
+        if not any(_fits(part, c.d[row]) for part in parts[index == row]):
+            return None  # a wrong row that is not one of its own contributions
     right = int((~wrong & c.ref.any(1)).sum())
-    which = "the wrong row is" if int(wrong.sum()) == 1 else "most wrong rows are"
+    which = "the wrong row holds" if int(wrong.sum()) == 1 else "each wrong row holds"
     used_rows = int(c.ref.any(1).sum())
-    return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} too small, as when a row "
-            "that is "
-            "used several times keeps only one of its contributions: a write such as `dC[Xb] += demb` or "
-            "`dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over the positions, or "
-            "index_add_")
+    return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} just one of its "
+            "contributions, as when a row that is used several times keeps only one: a write such as "
+            "`dC[Xb] += demb` or `dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over "
+            "the positions, or index_add_")
+
+
+def _embedding_uses(c):
+    """(index, parts) when the right answer is `parts` added into the rows given by `index` (flattened), both
+    found among your notebook's tensors and the checked gradients (Xb and demb for dC); else None."""
+    if c.d.dim() != 2:
+        return None
+    grads = [grad for _, _, grad in c.consumers] + [values for _, values in c.in_scope]
+    for _, index in c.index_tensors:
+        if index.min() < 0 or index.max() >= c.d.shape[0]:
+            continue
+        for parts in grads:  # demb (32, 3, 10), or dembcat (32, 30) with the same numbers in the same order
+            if parts.numel() != index.numel() * c.d.shape[1] or parts.shape[0] != index.shape[0]:
+                continue
+            parts = parts.reshape(-1, c.d.shape[1])
+            total = torch.zeros_like(c.ref).index_add_(0, index.flatten(), parts)
+            if _fits(total, c.ref):
+                return index.flatten(), parts
+    return None
+
+
+def _rule_wrong_order(c):
+    """The right numbers, rearranged."""
+    if c.d.numel() < 2:
+        return None
+    sorted_d, sorted_ref = c.d.flatten().sort().values, c.ref.flatten().sort().values
+    if not _fits(sorted_d, sorted_ref) or _max_abs(sorted_d - sorted_ref) > EXPLAINED * _max_abs(c.error):
+        return None  # sorted, the numbers must agree, and far more closely than in place
+    return (f"{c.dname} has the right numbers in the wrong places (every value is there, rearranged): check the "
+            "order of the dims (a view or reshape keeps the order in memory; a transpose or permute does not) "
+            "and of any indices")
+
+
+def _rule_contributions_in_wrong_rows(c):
+    """An embedding table's gradient whose column sums are right: every use was added, some to the wrong row."""
+    if not c.leaf or c.d.dim() != 2 or not _column_sums_right(c) or _embedding_uses(c) is None:
+        return None  # the right answer must be made of rows added by index (found in your notebook)
+    return (f"every contribution is in {c.dname} (each column sums to the right total), but some went to the "
+            "wrong rows: the indices and the gradients are paired in different orders (flatten both the same "
+            "way)")
+
+
+def _column_sums_right(c):
+    """True when every column of d sums to the right total (to within FIT of the gradient's size)."""
+    return _max_abs(c.d.sum(0) - c.ref.sum(0)) <= FIT * _max_abs(c.ref)
+
+
+def _rule_constant_offset(c):
+    """Every entry off by the same amount."""
+    error = c.error
+    if c.d.numel() < 2 or not _is_constant(error) or _max_abs(error) == 0:
+        return None
+    amount = error.mean().item()
+    start = f"every entry of {c.dname} is {_number(abs(amount))} too {'high' if amount > 0 else 'low'}"
+    if abs(amount - 1.0) <= FIT:
+        return f"{start}: did it start from ones (torch.ones_like) instead of zeros?"
+    return f"{start}: a constant is added or left out"
+
+
+def _slice_factor(x, basis):
+    """(dim, f) when x = f * basis with f the same along dim (one value per slice, broadcast), else None."""
+    if x.dim() < 2 or x.shape != basis.shape:
+        return None
+    used = basis.abs() > FIT * _max_abs(basis)
+    ratio = torch.where(used, x / torch.where(used, basis, torch.ones_like(basis)), torch.nan)
+    for dim in range(x.dim()):
+        if x.shape[dim] < 2 or (used.sum(dim) < 2).any():
+            continue
+        factor = ratio.nanmean(dim, keepdim=True)
+        if torch.isfinite(factor).all() and _max_abs(factor) > 0 and _fits(factor * basis, x):
+            return dim, factor
+    return None
+
+
+def _rule_one_path_only(c):
+    """Your gradient is what comes through one use of t only (read from the graph), or a checked gradient
+    times a factor per slice, which the right answer is not: one path of several."""
+    for step in c.steps:
+        operand = _other_operand(step)
+        part = None if operand is None else _step_contribution(step, operand, c.d.shape)
+        if part is not None and _explains(part, c.d, c.ref):
+            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`; but {c.tname} is used "
+                    "elsewhere too, and the gradients from all its uses add up")
+    if c.d.dim() < 2:
+        return None
+    for name, u, grad in c.consumers:
+        found = _slice_factor(c.d, grad)
+        if found is None or _slice_factor(c.ref, grad) is not None:
+            continue  # the right answer has that form too: then only the factor is wrong, not the paths
+        if c.paths.get(name, 0) < 2:
+            continue  # one path from t to u: the local derivative is wrong, no path is missing
+        dim = found[0]
+        return (f"{c.dname} is d{name} times a factor that is the same along dim {dim}: it has only the path "
+                f"through `{name}`, but {c.tname} reaches the loss by other paths too (e.g. through a sum or "
+                f"mean over dim {dim}), whose terms are missing")
+    return None
+
+
+def _rule_branch_per_slice(c):
+    """d - ref = (a factor per slice) * a checked gradient of the same shape: that branch is missing or off."""
+    for name, u, grad in c.consumers:
+        found = _slice_factor(-c.error, grad)
+        if found is not None:
+            return (f"what {c.dname} lacks is d{name} times a factor that is the same along dim {found[0]}: the "
+                    f"branch through `{name}` is missing, or its local derivative is the wrong one")
+    return None
+
+
+def _contribution(step, local, t_shape):
+    """local * incoming, summed to t's shape where t was broadcast; None when the shapes don't allow it."""
+    try:
+        product = local * step.incoming
+        dims = _broadcast_dims(tuple(product.shape), tuple(t_shape))
+        return product if dims is None else _sum_to(product, *dims)
+    except RuntimeError:
+        return None
+
+
+def _names_in_scope(c, values):
+    """The names of your notebook's tensors equal to `values`."""
+    return [key for key, tensor in c.in_scope if tensor.shape == values.shape and torch.equal(tensor, values)]
+
+
+def _rule_swapped_operand(c):
+    """A multiplication or matmul step with another tensor of your notebook where the forward pass saved one."""
+    for step in c.steps:
+        right_operand = _other_operand(step)
+        if right_operand is None:
+            continue
+        right = _step_contribution(step, right_operand, c.d.shape)
+        if right is None:
+            continue
+        for key, candidate in c.in_scope:
+            if candidate.shape != right_operand.shape or torch.equal(candidate, right_operand):
+                continue
+            wrong = _step_contribution(step, candidate, c.d.shape)
+            if wrong is None or _max_abs(wrong) <= FIT * _max_abs(right):
+                continue  # a tensor of (almost) zeros: that branch is missing, not swapped
+            if not _explains(c.ref + wrong - right, c.d, c.ref):
+                continue
+            saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
+            what = "matmul" if step.op == "MmBackward0" else "multiplication"
+            return (f"{c.dname} matches the step through `{step.consumer}` with `{key}` where the {what} in the "
+                    f"forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the forward pass "
+                    "multiplied by")
+    return None
+
+
+def _other_operand(step):
+    """For a multiplication or matmul step, the saved operand that is not t; else None."""
+    if step.op not in ("MulBackward0", "MmBackward0"):
+        return None
+    return step.saved[list(step.saved)[1 - step.input_index]]
+
+
+def _step_contribution(step, operand, t_shape):
+    """The contribution through a multiplication or matmul step, with `operand` as the other factor."""
+    if step.op == "MulBackward0":
+        return _contribution(step, operand, t_shape)
+    try:
+        if step.input_index == 0:      # t @ operand: the gradient is incoming @ operand.T
+            return step.incoming @ operand.T
+        return operand.T @ step.incoming  # operand @ t: operand.T @ incoming
+    except RuntimeError:
+        return None
+
+
+def _rule_square_transpose(c):
+    """A square matrix in a product where its transpose belongs (dD @ B for dD @ B.T): the shapes allow both."""
+    if c.d.dim() != 2:
+        return None
+    tensors = [(key, x) for key, x in c.in_scope if x.dim() == 2]
+    for left, p in tensors:
+        for right, q in tensors:
+            if q.shape[0] != q.shape[1] or p.shape[0] == p.shape[1] == 1:
+                continue
+            for yours, fix, fits in ((f"{left} @ {right}", f"{left} @ {right}.T", lambda: (p @ q, p @ q.T)),
+                                     (f"{right} @ {left}", f"{right}.T @ {left}", lambda: (q @ p, q.T @ p))):
+                try:
+                    product, transposed = fits()
+                except RuntimeError:
+                    continue
+                if _fits(product, c.d) and _fits(transposed, c.ref) and not _fits(product, c.ref):
+                    return (f"{c.dname} matches {yours}, and {fix} is the right answer: `{right}` is square, so "
+                            "the shapes allow both; check which operand the rule transposes")
+    return None
+
+
+def _rule_wrong_elementary_derivative(c):
+    """exp, tanh or a power differentiated as another function: the local derivative is a known wrong one."""
+    for step in c.steps:
+        x, xname = step.t_values, c.tname
+        candidates = []
+        if step.op in ("ExpBackward0", "TanhBackward0"):
+            y = step.saved["result"]
+            yname = (_names_in_scope(c, y) or [step.consumer])[0]
+        if step.op == "ExpBackward0":
+            right, what = y, f"exp's derivative is exp itself: the output the forward pass saved, `{yname}`"
+            candidates = [(x, xname), (-x, f"-{xname}"), (-y, f"-{yname}"), (torch.ones_like(x), "1")]
+        elif step.op == "TanhBackward0":
+            right, what = 1 - y**2, f"tanh's derivative is 1 - y**2 with its output y, here `{yname}`"
+            candidates = [(1 + y**2, f"1 + {yname}**2"), (1 - y, f"1 - {yname}"), (y, yname), (1 - x, f"1 - {xname}")]
+        elif step.op == "PowBackward0":
+            base, p = step.saved["self"], step.saved["exponent"].item()
+            eps = float(f"{(base - x).median().item():.1g}")  # the constant added to t, as float rounding blurs it
+            small = eps != 0 and abs(eps) <= LOOSE_FIT * _max_abs(x)  # a small constant like 1e-5: the fit decides
+            base_name = f"({xname} + {eps:g})" if small else xname
+            right, what = p * base**(p - 1), f"d/dx x**{p:g} = {p:g} * x**{p - 1:g}, with x = {base_name} here"
+            candidates = [(base**p, f"{base_name}**{p:g}: the exponent not lowered"),
+                          (p * base**p, f"{p:g} * {base_name}**{p:g}: the exponent not lowered"),
+                          (p * base**(p + 1), f"{p:g} * {base_name}**{p + 1:g}: the exponent raised, not lowered")]
+            if small:
+                candidates.append((p * (x - eps)**(p - 1),
+                                   f"{p:g} * ({xname} - {eps:g})**{p - 1:g}: the {eps:g} subtracted, not added"))
+        right_part = _contribution(step, right, c.d.shape) if candidates else None
+        for local, name in candidates:
+            wrong = _contribution(step, local, c.d.shape)
+            if right_part is None or wrong is None or not torch.isfinite(wrong).all():
+                continue
+            if _explains(c.ref + wrong - right_part, c.d, c.ref):
+                return (f"{c.dname} matches the step through `{step.consumer}` with the local derivative taken as "
+                        f"{name}; {what}")
+    return None
 
 
 def _rule_broadcast_error(c):
@@ -1022,7 +1506,7 @@ def _rule_broadcast_error(c):
     for dim in range(error.dim()):
         if error.shape[dim] < 2:
             continue
-        if _max_abs(error - error.mean(dim, keepdim=True)) <= 1e-3 * scale:
+        if _max_abs(error - error.mean(dim, keepdim=True)) <= LOOSE_FIT * scale:
             return (f"the error is the same along dim {dim}: a contribution that was broadcast along dim "
                     f"{dim} is missing or wrong (e.g. the branch through a sum or mean over dim {dim})")
     return None
@@ -1031,7 +1515,8 @@ def _rule_broadcast_error(c):
 def _rule_partly_right(c):
     """Right in some entries only, or non-zero / zero in a telling pattern."""
     close = torch.isclose(c.d, c.ref)
-    n_right, total = int(close.sum()), close.numel()
+    counted = c.ref != 0  # an entry whose right gradient is 0 says little when it is right
+    n_right, total = int((close & counted).sum()), int(counted.sum())
     zero_where_not = int(((c.d == 0) & (c.ref != 0)).sum())
     nonzero_where_zero = int(((c.d != 0) & (c.ref == 0)).sum())
     pattern = None
@@ -1049,13 +1534,19 @@ def _rule_partly_right(c):
                            f"`{name}` is missing or wrong")
                 break
     hints = []
-    if 0 < n_right < total and c.d.dim() >= 2 and _row_structured(close):
-        rows_right = int(close.reshape(close.shape[0], -1).all(1).sum())
-        others = close.shape[0] - rows_right
-        hints.append(f"right in {rows_right:,} of {_plural(close.shape[0], 'row')}; "
-                     + ("the other row is wrong" if others == 1 else "the other rows are wrong"))
+    if c.d.dim() >= 2 and _row_structured(close):
+        rows = close.reshape(close.shape[0], -1).all(1)
+        used = c.ref.reshape(close.shape[0], -1).any(1)  # rows that get a gradient
+        others = int((~rows).sum())
+        how = "all zero" if not c.d[~rows].any() else "wrong"
+        pattern = None if how == "all zero" else pattern  # "0 where the right gradient is not" says it again
+        among = (_plural(close.shape[0], "row") if used.all()
+                 else f"the {_plural(int(used.sum()), 'row')} that get a gradient")
+        hints.append(f"right in {int((rows & used).sum()):,} of {among}; "
+                     + (f"the other row is {how}" if others == 1 else f"the other rows are {how}"))
     elif 0 < n_right < total and (pattern or n_right >= total / 4):
-        hints.append(f"right in {n_right:,} of {_plural(total, 'entry')} ({100 * n_right / total:.0f}%)")
+        among = "" if total == c.d.numel() else " where the right gradient is not 0"
+        hints.append(f"right in {n_right:,} of {_plural(total, 'entry')}{among} ({100 * n_right / total:.0f}%)")
     if pattern:
         hints.append(pattern)
     return "\n".join(hints) or None
@@ -1083,36 +1574,186 @@ def _row_structured(close):
     return bool((all_right | all_wrong).all()) and bool(all_right.any()) and bool(all_wrong.any())
 
 
-VALUE_RULES = [
-    ("nonfinite", _rule_nonfinite),
-    ("reference_nonfinite", _rule_reference_nonfinite),
-    ("all_zeros", _rule_all_zeros),
-    ("right_answer_is_zero", _rule_right_answer_is_zero),
-    ("transposed", _rule_transposed),
-    ("constant_factor", _rule_constant_factor),
-    ("almost_right", _rule_almost_right),
-    ("factor_per_slice", _rule_factor_per_slice),
-    ("added_instead_of_multiplied", _rule_added_instead_of_multiplied),
-    ("local_derivative_only", _rule_local_derivative_only),
-    ("tanh_from_its_input", _rule_tanh_from_its_input),
-    ("epsilon_left_out", _rule_epsilon_left_out),
-    ("power_rule_added", _rule_power_rule_added),
-    ("label_term_missing", _rule_label_term_missing),
-    ("softmax_over_the_wrong_dim", _rule_softmax_over_the_wrong_dim),
-    ("variance_term", _rule_variance_term),
-    ("branch_off", _rule_branch_off),
-    ("same_local_derivative_for_a_sum", _rule_same_local_derivative_for_a_sum),
-    ("rows_overwritten", _rule_rows_overwritten),
-    ("broadcast_error", _rule_broadcast_error),
-    ("partly_right", _rule_partly_right),
-    ("wrong_values", _rule_wrong_values),
+# ---------------------------------------------------------------------------
+# The rule table: every diagnosis cmp or check_numerically can give, in the order they are tried.
+# A check goes through the stages in this order; within "shape" and "value", the first rule that
+# speaks gives the hint (its id is kept in result.diagnosis; a dtype slip with wrong values gets
+# "dtype+" and the value rule's id). The other stages are steps of the pipeline itself (_check).
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One diagnosis: its id, when it speaks, what it says and why it stands where it does."""
+    id: str
+    stage: str          # input, shape, dtype, right, value or after: when in the pipeline it is tried
+    when: str           # when it speaks
+    says: str           # what it says, in short
+    why_here: str       # why it stands where it does in the order
+    check: object = None  # shape and value rules: a function(case) -> message, or None to stay silent
+    local: bool = False   # it recognises a precise wrong formula for this very step: an error inherited from
+                          # a wrong earlier gradient cannot mimic it, so it is kept below one (with a note)
+
+
+RULES = [
+    # input: before anything is compared
+    Rule("not_done", "input", "the gradient is None or `...`", "not done yet: write your formula",
+         "nothing to compare"),
+    Rule("no_reference", "input", "t.grad is missing", "why (retain_grad, backward, requires_grad) and what to run",
+         "without a reference there is nothing to compare with"),
+    Rule("stale_state", "input", "the batch (Xb, Yb ...) or a checked tensor changed after loss.backward() last "
+         "ran, and your answer is not the right one", "re-run the forward pass and loss.backward()",
+         "the reference belongs to old tensors: judging the answer against it would mislead"),
+    Rule("not_a_tensor", "input", "the gradient cannot be turned into a dense real tensor", "what it is instead",
+         "nothing can be compared"),
+    # shape: your gradient has another shape than the tensor
+    Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "sum with keepdim=True, or drop the dim",
+         "the most common shape slip, and the cheapest to test", check=_shape_keepdim),
+    Rule("transposed_shape", "shape", "your gradient, transposed, is the right answer",
+         "it is the transpose: check the operand order", "a fact about the values, before guesses from shapes",
+         check=_shape_transposed),
+    Rule("size_1_dim_moved", "shape", "same dims apart from where the size-1 dim is, wrong values",
+         "you summed over the wrong dim", "after keepdim, which covers the right values in a wrong shape",
+         check=_shape_size_1_dim_moved),
+    Rule("reshaped", "shape", "the same numbers in another shape", "use .view(...)",
+         "after the more specific shape slips above", check=_shape_reshaped),
+    Rule("sum_broadcast_dims", "shape", "the tensor broadcasts to your gradient's shape",
+         "sum over the broadcast dims (and whether that would give the right values)",
+         "a gradient of the forward pass's broadcast shape", check=_shape_sum_broadcast_dims),
+    Rule("needs_broadcast", "shape", "your gradient broadcasts to the tensor's shape", "broadcast it",
+         "the opposite of the rule above", check=_shape_needs_broadcast),
+    Rule("matmul_order", "shape", "2-d, and transposed it would have the right shape",
+         "the matmul may be in the wrong order", "a guess from shapes only: after every fact",
+         check=_shape_matmul_order),
+    Rule("shape", "shape", "any other shape", "a gradient has the shape of its tensor", "the last resort",
+         check=_shape_other),
+    # dtype: right shape, other dtype
+    Rule("dtype", "dtype", "the dtype differs from t.grad's", "which dtype to use, and whether the values are right",
+         "after the shape (a shape slip is more telling); wrong values add a value rule's hint"),
+    # right: accepted answers that are not bit-identical
+    Rule("rounding", "right", "allclose but not bit-identical", "only float rounding, not a mistake",
+         "an accepted answer needs no diagnosis"),
+    Rule("zero_up_to_rounding", "right", "allclose, and the differences are large relative to the tiny right answer",
+         "every value is tiny: right if the loss does not depend on the tensor", "as rounding"),
+    Rule("branch_invisible", "right", "allclose, and a checked tensor computed from this one has a gradient "
+         "that is zero up to rounding", "the numbers cannot tell whether that branch is in your formula",
+         "an accepted answer, but one whose branch check is blind"),
+    Rule("zero_answer_is_right", "right", "your gradient is all zeros, the right one is zero up to rounding (but "
+         "above allclose's atol)", "that is right", "before all_zeros, which would call it unfinished"),
+    Rule("probably_correct", "right", "check_numerically: rel err between 1e-7 and 1e-4",
+         "fine for kinks; for a smooth function expect below 1e-7", "as rounding"),
+    # value: right shape and dtype, wrong values
+    Rule("nonfinite", "value", "your gradient has NaN or inf, the right one has none",
+         "how many, and where they come from",
+         "nothing else can be measured on such numbers", check=_rule_nonfinite),
+    Rule("reference_nonfinite", "value", "t.grad itself has NaN or inf",
+         "the forward or backward pass blew up",
+         "as above, for the reference", check=_rule_reference_nonfinite),
+    Rule("all_zeros", "value", "your gradient is all zeros",
+         "did you forget to fill it in?",
+         "no factor or pattern can be read from zeros", check=_rule_all_zeros),
+    Rule("right_answer_is_zero", "value", "the right gradient is rounding noise, yours is not",
+         "the contributions should cancel",
+         "before factors: a factor of noise means nothing", check=_rule_right_answer_is_zero),
+    Rule("transposed", "value", "square, and its transpose is the right answer",
+         "it is the transpose",
+         "an exact fact about the values", check=_rule_transposed),
+    Rule("constant_factor", "value", "your gradient is k times the right one",
+         "k, and what it means (a mean, n-1, a sign, a power rule)",
+         "the commonest slip; exact", check=_rule_constant_factor),
+    Rule("almost_right", "value", "rel err below 1e-5",
+         "almost right: another dtype or order?",
+         "after exact factors (a factor like 1.000001 is rounding-like too)", check=_rule_almost_right),
+    Rule("wrong_order", "value", "your numbers are the right ones, rearranged", "the right numbers in the wrong "
+         "places: the order of dims or indices", "exact; before patterns that a rearrangement also shows",
+         check=_rule_wrong_order),
+    Rule("constant_offset", "value", "every entry is off by the same amount", "how much (ones instead of zeros?)",
+         "exact; before the broadcast pattern, of which it is the simplest case", check=_rule_constant_offset),
+    Rule("swapped_operand", "value", "the step into a checked product (a * b, a @ b) fits exactly with another "
+         "tensor of your notebook in place of the one the forward pass saved", "which tensor, and which was saved",
+         "exact, read from autograd's graph; before the patterns it also shows", check=_rule_swapped_operand,
+         local=True),
+    Rule("square_transpose", "value", "your gradient is a product of two of your notebook's matrices, and the "
+         "same product with the square one transposed is the right answer", "which product, and which transposed",
+         "exact; the shape rules cannot see a transpose of a square matrix", check=_rule_square_transpose,
+         local=True),
+    Rule("wrong_elementary_derivative", "value", "the step into a checked exp, tanh or power fits exactly with a "
+         "known wrong local derivative", "which one, and the right rule", "exact, read from autograd's graph",
+         check=_rule_wrong_elementary_derivative, local=True),
+    Rule("factor_per_slice", "value", "a factor that is the same along one dim and changes along another",
+         "a per-row or per-column quantity is missing or extra",
+         "a constant factor is a special case, tried first", check=_rule_factor_per_slice),
+    Rule("added_instead_of_multiplied", "value", "your gradient is local derivative + incoming gradient",
+         "the chain rule multiplies",
+         "a precise formula for this step", check=_rule_added_instead_of_multiplied, local=True),
+    Rule("local_derivative_only", "value", "your gradient is the local derivative alone",
+         "multiply by the incoming gradient",
+         "a precise formula for this step", check=_rule_local_derivative_only, local=True),
+    Rule("tanh_from_its_input", "value", "tanh's derivative taken at its input, or tanh applied twice",
+         "1 - y**2 uses tanh's output",
+         "a precise formula for this step", check=_rule_tanh_from_its_input, local=True),
+    Rule("epsilon_left_out", "value", "(x + eps)**p differentiated without the eps",
+         "keep the eps inside the power",
+         "a precise formula for this step", check=_rule_epsilon_left_out, local=True),
+    Rule("power_rule_added", "value", "p + x**(p-1) instead of p * x**(p-1)",
+         "the power rule multiplies",
+         "a precise formula for this step", check=_rule_power_rule_added, local=True),
+    Rule("label_term_missing", "value", "wrong at one entry per row (the label) by the same amount",
+         "the -l_y part of the loss",
+         "a precise formula for cross-entropy", check=_rule_label_term_missing, local=True),
+    Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
+         "the probabilities are taken along the other dim",
+         "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
+    Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
+         "the variance part: missing, n-1, a sign or a size",
+         "a precise formula for BatchNorm", check=_rule_variance_term, local=True),
+    Rule("branch_off", "value", "what is missing is a checked gradient, broadcast",
+         "the branch through that tensor is missing or off",
+         "needs checked neighbours; after the formulas for this step", check=_rule_branch_off),
+    Rule("one_path_only", "value", "your gradient is a checked gradient of its shape times a factor per slice, "
+         "and the right one is not", "only the path through that tensor is there; the others are missing",
+         "needs checked neighbours; after branch_off, which names the missing branch", check=_rule_one_path_only),
+    Rule("branch_per_slice", "value", "what is missing is a checked gradient of the same shape times a factor per "
+         "slice", "the branch through that tensor is missing or has the wrong local derivative",
+         "as above, for the error", check=_rule_branch_per_slice),
+    Rule("same_local_derivative_for_a_sum", "value", "a sum's local derivative taken as a multiple of a tensor",
+         "use the sum's constant",
+         "a precise formula for this step", check=_rule_same_local_derivative_for_a_sum, local=True),
+    Rule("contributions_in_wrong_rows", "value", "an embedding table (its indices and gradients found in your "
+         "notebook) whose column sums are right",
+         "every use was added, some to the wrong rows", "before rows_overwritten, which needs lost contributions",
+         check=_rule_contributions_in_wrong_rows),
+    Rule("rows_overwritten", "value", "an embedding table: some rows right, each other row exactly one of its "
+         "contributions (the indices and gradients found in your notebook)",
+         "repeated indices kept one write",
+         "after the exact rules: rows too small can have other causes", check=_rule_rows_overwritten),
+    Rule("broadcast_error", "value", "the error is the same along a dim",
+         "a broadcast contribution is missing or wrong",
+         "a pattern, not a formula: after them", check=_rule_broadcast_error),
+    Rule("partly_right", "value", "right in some entries, or zero / non-zero in a telling pattern",
+         "where it is right, and what the pattern says",
+         "a description, not a cause: near the end", check=_rule_partly_right),
+    Rule("wrong_values", "value", "nothing above fits",
+         "check the local derivative and the gradient you multiply it by",
+         "the last resort", check=_rule_wrong_values),
+    # after: added to a result
+    Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
+         "large enough to explain this one", "fix it first", "replaces a loose value diagnosis, which may describe "
+         "only the inherited error; a local one is kept, with a note"),
+    Rule("internal_error", "after", "cmp itself failed", "a bug in cmp, not necessarily in your gradient",
+         "a safety net around everything"),
 ]
-RULES = [rule_id for rule_id, _ in SHAPE_RULES + VALUE_RULES] + ["wrong_upstream"]
-_VALUE_RULE_IDS = {rule_id for rule_id, _ in VALUE_RULES}
-# Rules that recognise one precise wrong formula for this step: an error inherited from above can't mimic them.
-LOCAL_RULES = {"added_instead_of_multiplied", "local_derivative_only", "tanh_from_its_input", "epsilon_left_out",
-               "power_rule_added", "label_term_missing", "softmax_over_the_wrong_dim", "variance_term",
-               "same_local_derivative_for_a_sum"}
+RULE_IDS = [rule.id for rule in RULES]
+_RULES_BY_ID = {rule.id: rule for rule in RULES}
+
+
+def _diagnose(stage, case):
+    """(rule id, message) of the first rule of a stage that has something to say."""
+    for rule in RULES:
+        if rule.stage == stage and rule.check is not None:
+            message = rule.check(case)
+            if message:
+                return rule.id, message
+    raise AssertionError("the last rule of a stage always speaks")
 
 
 # ---------------------------------------------------------------------------
@@ -1283,6 +1924,11 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True)
     return result
 
 
+def _power_of_ten(x):
+    """'1e-4' for 0.0001."""
+    return f"1e{round(math.log10(x))}"
+
+
 def _numerical_result(name, maxdiff, relerr, hint, status, rule=None):
     return CheckResult(name, False, status in PASSING, maxdiff, relerr, hint, status, kind="numerical",
                        diagnosis=rule)
@@ -1299,34 +1945,39 @@ def _check_numerically(name, f, x, dout, dx, h):
         return _numerical_result(name, math.nan, math.nan, problem, Status.WRONG, "not_a_tensor")
     d = d.detach()
     numerical = numerical_vjp(f, x, dout, h)
-    dname, tname = _names(name, kind="numerical")
+    dname, tname = "dx", "x"
     if d.shape != numerical.shape:
-        rule, hint = _diagnose(SHAPE_RULES, ShapeCase(d, numerical, dname, tname))
+        rule, hint = _diagnose("shape", ShapeCase(d, numerical, dname, tname))
         return _numerical_result(name, math.nan, math.nan, hint, Status.WRONG, rule)
     d64 = d.to(torch.float64)
     err = rel_error(d64, numerical)
     maxdiff = _max_abs(d64 - numerical)
-    if not math.isfinite(err) or err >= 1e-2:
+    if not math.isfinite(err) or err >= NUMERICAL_WRONG:
         status = Status.WRONG
-    elif err >= 1e-4:
+    elif err >= NUMERICAL_PASS:
         status = Status.SUSPICIOUS
-    elif err >= 1e-7:
+    elif err >= NUMERICAL_CORRECT:
         status = Status.PROBABLY_CORRECT
     else:
         status = Status.CORRECT
     hints, rule = [], None
     if status == Status.PROBABLY_CORRECT:
+        rule = "probably_correct"
         hints.append("fine if the function has kinks (relu, max, abs); for a smooth function like tanh "
-                     "expect below 1e-7")
+                     f"expect below {_power_of_ten(NUMERICAL_CORRECT)}")
         if d.dtype != torch.float64:
             hints.append(f"dx is {_dtype_name(d)}, whose rounding alone gives errors of this size; "
                          "compute it in float64 for a sharper check")
     elif status in (Status.SUSPICIOUS, Status.WRONG):
         if status == Status.SUSPICIOUS:
-            hints.append("probably a mistake: a correct gradient agrees to better than 1e-4")
+            hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
         x64 = torch.as_tensor(x).detach().to(torch.float64)
-        case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, frozenset(s for s in x64.shape if s > 1))
-        rule, hint = _diagnose(VALUE_RULES, case)
+        dout64 = torch.as_tensor(dout).detach().to(torch.float64)
+        with torch.no_grad():
+            out = torch.as_tensor(f(x64.clone())).detach().to(torch.float64)
+        incoming = (("out", out, dout64),) if dout64.shape == d64.shape == out.shape else ()  # f(x)'s gradient: dout
+        case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, _sizes_of({"x": x64}), incoming)
+        rule, hint = _diagnose("value", case)
         hints.append(hint)
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)

@@ -2,18 +2,39 @@
 say what is wrong; and valid alternative formulations that cmp must accept."""
 import contextlib
 import io
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cmp import cmp, summary
-from lecture import GRAD_NAMES, forward, manual_backward
+import cmp as cmp_module
+from cmp import RULE_IDS, check_numerically, cmp, summary
+from lecture import GRAD_NAMES, forward, manual_backward, training_set
 
 
 @pytest.fixture(scope="module")
 def net():
-    return forward()
+    return forward_keeping_the_graph()
+
+
+def forward_keeping_the_graph():
+    """lecture.forward() with loss.backward(retain_graph=True), as notebooks 01 and 04 run it: cmp reads
+    the operations' saved tensors from autograd's graph, which a plain backward() frees."""
+    backward = torch.Tensor.backward
+    torch.Tensor.backward = lambda self, *args, **kwargs: backward(self, *args, **{**kwargs, "retain_graph": True})
+    try:
+        return forward()
+    finally:
+        torch.Tensor.backward = backward
+
+
+def cmp_in_notebook(net, grads, tensor, dt):
+    """cmp(tensor, dt, net.<tensor>) called as a notebook cell calls it: the lecture's tensors and the
+    right gradients are variables of the notebook (cmp looks there for the tensors a student may use)."""
+    notebook = {**vars(net), **grads, "cmp": cmp, "dt": dt, "name": tensor}
+    exec("result = cmp(name, dt, " + tensor + ", strict=False)", notebook)
+    return notebook["result"]
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +66,10 @@ def _dlogprobs_without(scale):
     return mistake
 
 
-def _dhprebn_fused(v, g, with_1_over_n=True, bessel=True):
+def _dhprebn_fused(v, g, with_1_over_n=True, bessel=True, variance_sign=1):
     dhpreact = g["dhpreact"]
     n = v.n
-    c = n / (n - 1) if bessel else 1.0
+    c = (n / (n - 1) if bessel else 1.0) * variance_sign
     inner = n * dhpreact - dhpreact.sum(0) - c * v.bnraw * (dhpreact * v.bnraw).sum(0)
     scale = v.bngain * v.bnvar_inv / n if with_1_over_n else v.bngain * v.bnvar_inv
     return (scale * inner).detach()
@@ -77,13 +98,25 @@ def _dC_loop_overwriting(v, g):
     return dC
 
 
+def _dC_index_add_transposed_order(v, g):
+    # every use is added, but Xb.T.reshape(-1) lists the indices in another order than demb.view(-1, 10)
+    return torch.zeros_like(v.C).index_add_(0, v.Xb.T.reshape(-1), g["demb"].view(-1, 10))
+
+
+def _dh_loop_without_the_last_row(v, g):
+    dh = torch.zeros_like(v.h)
+    for i in range(v.n - 1):  # range(v.n) is right
+        dh[i] = g["dlogits"][i] @ v.W2.detach().T
+    return dh
+
+
 # (label, tensor, mistake(net, grads) -> dt, the rule that must diagnose it, facts its message must state).
 # Each is checked as a student meets it: every gradient before it (in backward order) already checked, right.
 MISTAKES = [
     ("dlogprobs without 1/n", "logprobs", _dlogprobs_without(-1.0), "constant_factor", ["32 times", "1/32"]),
     ("dlogprobs without minus", "logprobs", _dlogprobs_without(1.0 / 32), "constant_factor", ["-1 times"]),
     ("dlogprobs -1/n everywhere", "logprobs", lambda v, g: torch.full_like(v.logprobs, -1.0 / v.n), "partly_right",
-     ["right in 32 of 864 entries", "non-zero in 832"]),
+     ["non-zero in 832 entries where the right gradient is exactly 0"]),
     ("dprobs = 1/probs without chain rule", "probs", lambda v, g: (1.0 / v.probs).detach(), "local_derivative_only",
      ["dlogprobs", "chain rule"]),
     ("dprobs times 1.01", "probs", lambda v, g: g["dprobs"] * 1.01, "constant_factor", ["101/100 times"]),
@@ -157,8 +190,10 @@ MISTAKES = [
     ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", ".view(32, 3, 10)"]),
     ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "reshaped",
      [".view(32, 3, 10)"]),
-    ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten", ["rows", "too small", "index_add_"]),
-    ("dC with a loop that assigns", "C", _dC_loop_overwriting, "rows_overwritten", ["too small", "`+=`"]),
+    ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten",
+     ["right in 9 of the 24 rows that get a gradient", "each wrong row holds just one of its contributions",
+      "index_add_"]),
+    ("dC with a loop that assigns", "C", _dC_loop_overwriting, "rows_overwritten", ["just one of its contributions", "`+=`"]),
     ("dW1 all zeros", "W1", lambda v, g: torch.zeros_like(v.W1), "all_zeros", []),
     ("dh with a NaN", "h", lambda v, g: _with(g["dh"], 3, 7, float("nan")), "nonfinite", ["1 NaN"]),
     ("dlogits with an inf", "logits", lambda v, g: _with(g["dlogits"], 0, 0, float("inf")), "nonfinite", ["1 inf"]),
@@ -170,6 +205,48 @@ MISTAKES = [
      "dtype+all_zeros", ["int64", "integers"]),
     ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong_values", ["rel err: "]),
     ("dbnvar_inv wrong sign", "bnvar_inv", lambda v, g: -g["dbnvar_inv"], "constant_factor", ["-1 times"]),
+    # issue 16: each used to get a false claim or only the generic message
+    ("dC with index_add_ and the indices in transposed order", "C", _dC_index_add_transposed_order,
+     "contributions_in_wrong_rows", ["every contribution is in dC", "each column sums to the right total",
+                                     "wrong rows"]),
+    ("dh by a loop that skips the last row", "h", _dh_loop_without_the_last_row, "partly_right",
+     ["right in 31 of 32 rows; the other row is all zero"]),
+    ("dhprebn fused with the variance part's sign flipped", "hprebn",
+     lambda v, g: _dhprebn_fused(v, g, variance_sign=-1), "variance_term",
+     ["through the batch variance has the wrong sign"]),
+    ("dbndiff without the bnvar_inv * dbnraw branch", "bndiff", lambda v, g: (2 * v.bndiff * g["dbndiff2"]).detach(),
+     "branch_per_slice", ["what dbndiff lacks is dbnraw times a factor that is the same along dim 0", "`bnraw`"]),
+    ("demb from a view with the dims in another order", "emb",
+     lambda v, g: g["dembcat"].view(32, 10, 3).transpose(1, 2), "wrong_order", ["right numbers in the wrong places"]),
+    ("dlogits fused divided by 27", "logits",
+     lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27)) / 27).detach(), "constant_factor",
+     ["32/27 times", "divided by 27 (logits.shape[1])", "divides by 32"]),
+    ("demb divided by the block size", "emb", lambda v, g: g["demb"] / 3, "constant_factor",
+     ["1/3 times", "a division by 3 (emb.shape[1])"]),
+    # issue 19
+    ("dC started from ones", "C", lambda v, g: g["dC"] + 1, "constant_offset",
+     ["every entry of dC is 1 too high", "torch.ones_like"]),
+    ("dW1 with dembcat where embcat belongs", "W1", lambda v, g: g["dembcat"].T @ g["dhprebn"], "swapped_operand",
+     ["`dembcat` where the matmul in the forward pass used `embcat`", "`hprebn`"]),
+    ("dbndiff with bnvar where bnvar_inv belongs", "bndiff",
+     lambda v, g: (v.bnvar * g["dbnraw"] + 2 * v.bndiff * g["dbndiff2"]).detach(), "swapped_operand",
+     ["`bnvar` where the multiplication in the forward pass used `bnvar_inv`"]),
+    ("dnorm_logits with exp's derivative taken as -norm_logits", "norm_logits",
+     lambda v, g: (-v.norm_logits * g["dcounts"]).detach(), "wrong_elementary_derivative",
+     ["local derivative taken as -norm_logits", "exp itself", "`counts`"]),
+    ("dbnvar with the exponent not lowered", "bnvar",
+     lambda v, g: ((v.bnvar + 1e-5)**-0.5 * g["dbnvar_inv"]).detach(), "wrong_elementary_derivative",
+     ["(bnvar + 1e-05)**-0.5: the exponent not lowered", "-0.5 * x**-1.5, with x = (bnvar + 1e-05) here"]),
+    ("dbnvar with the eps subtracted", "bnvar",
+     lambda v, g: (-0.5 * (v.bnvar - 1e-5)**-1.5 * g["dbnvar_inv"]).detach(), "wrong_elementary_derivative",
+     ["-0.5 * (bnvar - 1e-05)**-1.5: the 1e-05 subtracted, not added"]),
+    ("dcounts with the sum branch's local derivative built from counts", "counts",
+     lambda v, g: (v.counts_sum_inv * g["dprobs"] + v.counts * (g["dcounts_sum"] / v.counts.shape[1])).detach(),
+     "same_local_derivative_for_a_sum", ["`counts_sum` sums the entries of counts", "1/27 × `counts`"]),
+    ("dhprebn, exercise 3, with the first term only", "hprebn",
+     lambda v, g: (v.bngain * v.bnvar_inv * g["dhpreact"]).detach(), "one_path_only",
+     ["dhprebn is dbnraw times a factor that is the same along dim 0", "only the path through `bnraw`",
+      "whose terms are missing"]),
 ]
 NOT_DONE = [
     ("dlogprobs not done", "logprobs", lambda v, g: ..., ["`...`"]),
@@ -193,7 +270,7 @@ def _with(tensor, i, j, value):
 @pytest.mark.parametrize("label, tensor, mistake, rule, facts", MISTAKES, ids=[m[0] for m in MISTAKES])
 def test_mistake_is_diagnosed(net, grads, label, tensor, mistake, rule, facts, capsys):
     _check_everything_before(net, grads, tensor)
-    result = cmp(tensor, mistake(net, grads), getattr(net, tensor), strict=False)
+    result = cmp_in_notebook(net, grads, tensor, mistake(net, grads))
     printed = capsys.readouterr().out
     assert not result and result.status == "wrong"
     assert result.diagnosis == rule, result.hint
@@ -391,7 +468,7 @@ def _checked_right_except(net, grads, tensor, wrong):
 def test_a_shape_only_slip_upstream_is_not_blamed(net, grads, capsys):
     """The lecture's (64,) dbnmeani has the right numbers: nothing wrong flows from it."""
     _checked_right_except(net, grads, "C", {"dbnmeani": (-grads["dbndiff"]).sum(0)})
-    result = cmp("C", _dC_advanced_index(net, grads), net.C)
+    result = cmp_in_notebook(net, grads, "C", _dC_advanced_index(net, grads))
     assert result.diagnosis == "rows_overwritten" and "fix it first" not in result.hint
     assert "fix bnmeani" not in summary().count_line()
 
@@ -433,3 +510,229 @@ def test_one_entry_per_row_says_nothing_about_a_per_row_factor(net, grads, capsy
     _check_everything_before(net, grads, "probs")
     result = cmp("probs", (net.probs * grads["dlogprobs"]).detach(), net.probs)
     assert result.diagnosis != "factor_per_slice"
+
+
+# ---------------------------------------------------------------------------
+# The rest of the rule table, each on the lecture's tensors (or the warm-up's): every rule id in
+# cmp.RULES has a case here or in MISTAKES / NOT_DONE that produces it.
+
+
+def _fresh_net_with(change):
+    """A fresh forward pass (the module's `net` stays untouched), changed by change(net)."""
+    net = forward()
+    change(net)
+    return net
+
+
+def _case_stale_batch(net, grads):
+    Xb, Yb = net.Xb, net.Yb
+    dlogprobs = torch.zeros_like(net.logprobs)
+    dlogprobs[range(net.n), Yb] = -1.0 / net.n
+    cmp("logprobs", dlogprobs, net.logprobs)
+    Xtr, Ytr = training_set()  # the batch cell runs again, the forward and backward cells do not
+    ix = torch.randint(0, Xtr.shape[0], (net.n,), generator=torch.Generator().manual_seed(1))
+    Xb, Yb = Xtr[ix], Ytr[ix]
+    dlogprobs = torch.zeros_like(net.logprobs)
+    dlogprobs[range(net.n), Yb] = -1.0 / net.n  # right for the new batch
+    return cmp("logprobs", dlogprobs, net.logprobs)
+
+
+def _case_stale_forward(net, grads):
+    h = net.h
+    cmp("h", grads["dh"], h)
+    h = torch.tanh(net.hpreact)  # the forward cell runs again, the backward cell does not
+    return cmp("h", grads["dh"], h)
+
+
+def _case_invisible_max_branch(net, grads):
+    _check_everything_before(net, grads, "logits")
+    return cmp("logits", grads["dnorm_logits"].clone(), net.logits)  # the branch through logit_maxes left out
+
+
+def _case_all_zero_db1_with_noisy_reference(net, grads):
+    noisy = _fresh_net_with(lambda v: v.b1.grad.mul_(10))  # rounding noise above allclose's atol, as on some CPUs
+    _check_everything_before(noisy, manual_backward(noisy), "b1")
+    return cmp("b1", torch.zeros_like(noisy.b1), noisy.b1)
+
+
+def _case_reference_nan(net, grads):
+    broken = _fresh_net_with(lambda v: v.h.grad.__setitem__((0, 0), float("nan")))
+    return cmp("h", grads["dh"], broken.h)
+
+
+def _case_warmup_transposed(net, grads):
+    A = torch.tensor([[-2.0, -1.0], [-0.5, 2.5]], requires_grad=True)
+    B = torch.tensor([[-2.5, 2.0], [-0.5, 2.0]], requires_grad=True)
+    dD = torch.tensor([[-2.0, 0.5], [-1.0, 1.5]])
+    ((A @ B) * dD).sum().backward()
+    return cmp("A", (dD @ B.detach().T).T, A)
+
+
+def _case_almost_right(net, grads):
+    dlogits = grads["dlogits"].clone()
+    dlogits[0, 0] += 1e-7
+    return cmp("logits", dlogits, net.logits)
+
+
+def _case_blamed_upstream(net, grads):
+    _check_everything_before(net, grads, "logits")
+    cmp("logits", grads["dlogits"] * 2, net.logits)
+    return cmp("h", grads["dh"] * 2, net.h)
+
+
+def _case_internal_error(net, grads):
+    class Broken(torch.Tensor):  # a tensor that fails inside cmp, where no rule expects it
+        def detach(self):
+            raise RuntimeError("boom")
+    return cmp("h", grads["dh"].as_subclass(Broken), net.h, strict=False)
+
+
+def _case_numerically_probably_correct(net, grads):
+    x = net.hpreact.detach()[:2, :5].double()
+    slightly_off = ((1 - torch.tanh(x)**2) * (1 + 3e-6)).float()  # rel err 3e-6: between 1e-7 and 1e-4
+    return check_numerically("tanh", torch.tanh, x, torch.ones_like(x), slightly_off)
+
+
+def _case_numerically_local_derivative_only(net, grads):
+    x = net.hpreact.detach()[:2, :5].double()
+    dout = grads["dh"][:2, :5].double()
+    return check_numerically("tanh", torch.tanh, x, dout, 1 - torch.tanh(x)**2)
+
+
+def _case_warmup_one_use_dropped(net, grads):
+    """The warm-up's graph, kept (retain_graph=True): a is used in m = a * w and again in L = h * a."""
+    a, w, c = (torch.tensor(value, dtype=torch.float64, requires_grad=True) for value in (1.25, -0.5, 0.25))
+    m = a * w
+    z = m + c
+    h = torch.tanh(z)
+    L = h * a
+    for node in (m, z, h):
+        node.retain_grad()
+    L.backward(retain_graph=True)
+    dm = m.grad
+    for name, tensor in (("h", h), ("z", z), ("m", m)):
+        cmp(name, tensor.grad, tensor)
+    return cmp_in_notebook(SimpleNamespace(a=a, w=w, m=m), {"dm": dm}, "a", dm * w.detach())
+
+
+def _case_numerically_bessel(net, grads):
+    """Fused BatchNorm checked by finite differences, with the variance part taken as dividing by n."""
+    x, gain = net.hprebn.detach().double(), net.bngain.detach().double()
+    dout, n = grads["dhpreact"].double(), net.n
+
+    def batchnorm(x):
+        return gain * (x - x.mean(0, keepdim=True)) / (x.var(0, keepdim=True) + 1e-5)**0.5
+
+    xhat = (x - x.mean(0, keepdim=True)) / (x.var(0, keepdim=True) + 1e-5)**0.5
+    dx = gain / (x.var(0, keepdim=True) + 1e-5)**0.5 / n * (n * dout - dout.sum(0) - xhat * (dout * xhat).sum(0))
+    return check_numerically("batchnorm", batchnorm, x, dout, dx)
+
+
+def _case_warmup_square_transpose(net, grads):
+    """The warm-up's D = A @ B on 2 x 2 matrices: dA = dD @ B, where dD @ B.T is right."""
+    A = torch.tensor([[-2.0, -1.0], [-0.5, 2.5]], requires_grad=True)
+    B = torch.tensor([[-2.5, 2.0], [-0.5, 2.0]], requires_grad=True)
+    dD = torch.tensor([[-2.0, 0.5], [-1.0, 1.5]])
+    ((A @ B) * dD).sum().backward()
+    return cmp_in_notebook(SimpleNamespace(A=A, B=B), {"dD": dD}, "A", dD @ B.detach())
+
+
+# (label, rule, facts, run(net, grads) -> CheckResult)
+OTHER_CASES = [
+    ("warm-up dA = dD @ B", "square_transpose",
+     ["dA matches dD @ B, and dD @ B.T is the right answer", "`B` is square"], _case_warmup_square_transpose),
+    ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],
+     _case_numerically_bessel),
+    ("warm-up da with one use of a dropped", "one_path_only",
+     ["da is exactly the part that comes through `m`", "a is used elsewhere too"], _case_warmup_one_use_dropped),
+    ("dlogprobs after the batch cell ran again", "stale_state",
+     ["`Xb` and `Yb` changed after loss.backward() last ran", "re-run the forward pass"], _case_stale_batch),
+    ("dh after the forward cell ran again", "stale_state",
+     ["`h` was computed again after loss.backward() last ran", "re-run the cell that calls loss.backward()"],
+     _case_stale_forward),
+    ("an intermediate without retain_grad", "no_reference", ["retain_grad()"],
+     lambda v, g: cmp("h", g["dh"], torch.tanh(v.hpreact))),
+    ("dh as a string", "not_a_tensor", ["str"], lambda v, g: cmp("h", "dh", v.h)),
+    ("dbngain as a (64, 1) column with the sign flipped", "size_1_dim_moved", ["wrong dim"],
+     lambda v, g: cmp("bngain", -g["dbngain"].T, v.bngain)),
+    ("dbndiff2 not broadcast", "needs_broadcast", ["right values once broadcast", "(32, 64)"],
+     lambda v, g: cmp("bndiff2", g["dbnvar"] / (v.n - 1), v.bndiff2)),
+    ("dW2 in the wrong order and wrong", "matmul_order", ["wrong order"],
+     lambda v, g: cmp("W2", g["dlogits"].T @ (v.h.detach() ** 2), v.W2)),
+    ("dh computed in float64", "rounding", ["only float rounding, not a mistake"],
+     lambda v, g: cmp("h", (g["dlogits"].double() @ v.W2.detach().double().T).float(), v.h)),
+    ("db1 all zeros", "zero_up_to_rounding", ["zero up to float rounding"],
+     lambda v, g: cmp("b1", torch.zeros_like(v.b1), v.b1)),
+    ("dlogits without the max branch", "branch_invisible",
+     ["`logit_maxes`", "cannot tell whether your formula has the branch through `logit_maxes`"],
+     _case_invisible_max_branch),
+    ("db1 all zeros, reference noise above atol", "zero_answer_is_right", ["db1 is all zeros, and that is right"],
+     _case_all_zero_db1_with_noisy_reference),
+    ("tanh in float32, numerically", "probably_correct", ["float32"], _case_numerically_probably_correct),
+    ("dh against a NaN reference", "reference_nonfinite", ["h.grad itself contains NaN"], _case_reference_nan),
+    ("db1 with a constant added", "right_answer_is_zero", ["zero up to float rounding"],
+     lambda v, g: cmp("b1", g["db1"] + 1e-3, v.b1)),
+    ("warm-up dA transposed", "transposed", ["transpose of the right answer"], _case_warmup_transposed),
+    ("dlogits off by 1e-7 in one entry", "almost_right", ["almost right"], _case_almost_right),
+    ("dlogits with the bias b2 added", "broadcast_error", ["the same along dim 0"],
+     lambda v, g: cmp("logits", g["dlogits"] + v.b2.detach(), v.logits)),
+    ("dh below a wrong dlogits", "wrong_upstream", ["`logits`, checked before this one, is wrong too", "fix it first"],
+     _case_blamed_upstream),
+    ("a gradient that breaks cmp", "internal_error", ["internal error in cmp", "bug in cmp"], _case_internal_error),
+    ("tanh without dout, numerically", "local_derivative_only", ["dout"], _case_numerically_local_derivative_only),
+]
+
+
+@pytest.mark.parametrize("label, rule, facts, run", OTHER_CASES, ids=[case[0] for case in OTHER_CASES])
+def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
+    result = run(net, grads)
+    assert result.diagnosis == rule, result.hint
+    for fact in facts:
+        assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
+
+
+def test_every_rule_has_a_catalogue_case_that_produces_it():
+    produced = {part for mistake in MISTAKES for part in mistake[3].split("+")}
+    produced |= {"not_done"} | {case[1] for case in OTHER_CASES}
+    assert produced == set(RULE_IDS)
+
+
+def test_the_rule_table_says_when_what_and_why_for_every_rule():
+    stages = ["input", "shape", "dtype", "right", "value", "after"]
+    assert len(RULE_IDS) == len(set(RULE_IDS))
+    assert [rule.stage for rule in cmp_module.RULES] == sorted((rule.stage for rule in cmp_module.RULES), key=stages.index)
+    for rule in cmp_module.RULES:
+        assert rule.when and rule.says and rule.why_here
+        assert (rule.check is not None) == (rule.stage in ("shape", "value")), rule.id
+    assert [rule.id for rule in cmp_module.RULES if rule.stage == "value"][-1] == "wrong_values"
+    assert [rule.id for rule in cmp_module.RULES if rule.stage == "shape"][-1] == "shape"
+
+
+def _registered(diagnosis):
+    return diagnosis is None or set(diagnosis.split("+")) <= set(RULE_IDS)
+
+
+@pytest.mark.parametrize("label, tensor, formula", ALTERNATIVES, ids=[a[0] for a in ALTERNATIVES])
+def test_right_answers_get_only_registered_and_accepting_diagnoses(net, grads, label, tensor, formula, capsys):
+    _check_everything_before(net, grads, tensor)
+    result = cmp(tensor, formula(net, grads), getattr(net, tensor))
+    assert result and _registered(result.diagnosis)
+    assert result.diagnosis in (None, "rounding", "zero_up_to_rounding", "branch_invisible", "zero_answer_is_right")
+
+
+def test_overwritten_rows_are_found_through_a_cache_dict_and_dembcat(net, grads, capsys):
+    """Notebook 05 checks inside a function: Xb is cache["Xb"], and the contributions are dembcat's rows."""
+    _check_everything_before(net, grads, "C")
+    cache = {"Xb": net.Xb, "embcat": net.embcat}
+    result = cmp("C", _dC_advanced_index(net, grads), net.C)
+    assert result.diagnosis == "rows_overwritten" and "just one of its contributions" in result.hint
+    assert cache  # read by cmp from this function's variables
+    del cache
+    assert cmp("C", _dC_advanced_index(net, grads), net.C).diagnosis != "rows_overwritten"  # nothing to check it by
+
+
+def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):
+    """hpreact reaches the loss only through h: a per-column factor in place of 1 - h**2 misses no path."""
+    _check_everything_before(net, grads, "hpreact")
+    result = cmp_in_notebook(net, grads, "hpreact", (net.bngain * grads["dh"]).detach())
+    assert not result and result.diagnosis != "one_path_only" and "other paths" not in result.hint

@@ -2,9 +2,9 @@
 
 With bubblewrap (Debian's `bubblewrap`), the worker sees a read-only view of the system's libraries,
 Python and the course's venv, plus worker.py; nothing of the course (no solutions, no grader, no
-cmp.py, no data): its inputs arrive on stdin. It gets a private 64 MB /tmp, no network, its own PID
-namespace (it cannot see or signal the grader), an unprivileged user with no capabilities, and dies
-with its sandbox, and so does everything it started. Where bubblewrap cannot run (macOS, a container
+cmp.py, no data): its inputs arrive on stdin. Nothing is writable but a private 64 MB /tmp. It has no
+network, its own PID namespace (it cannot see or signal the grader), an unprivileged user with no
+capabilities, and it dies with its sandbox, and so does everything it started. Where bubblewrap cannot run (macOS, a container
 without user namespaces) the worker is a plain child process in its own session, in an empty
 temporary folder, killed with its process group: say so to the instructor (`describe()`).
 Both ways, the worker limits its own address space to `memory` bytes before any answer runs.
@@ -27,7 +27,7 @@ WORKER = Path(__file__).resolve().parent / "worker.py"
 FRAME_CAP = 256 * 2**20  # bytes of one answer: a bigger one is not read
 TMP_SIZE = 64 * 2**20
 ELEMENT_CAP = 10_000_000  # elements of one tensor in an answer
-STARTUP = 120  # seconds a worker may take to start (importing PyTorch), on top of the first answer's limit
+STARTUP = 120  # seconds a worker may take to start (importing PyTorch), before its first answer
 
 
 class WorkerGone(Exception):
@@ -57,7 +57,9 @@ def _bwrap_command(memory):
             command += ["--ro-bind", str(path), str(path)]
     if Path("/etc/ld.so.cache").exists():
         command += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    command += ["--ro-bind", str(WORKER), "/grader/worker.py", str(python), "-I",
+    command += ["--ro-bind", str(WORKER), "/grader/worker.py",
+                "--remount-ro", "/dev", "--remount-ro", "/",  # nothing writable but the capped /tmp
+                str(python), "-I",
                 "/grader/worker.py", str(memory)]
     return command
 
@@ -72,7 +74,8 @@ def bubblewrap_status():
         if shutil.which("bwrap") is None:
             _BWRAP = (False, "bubblewrap (`bwrap`) is not installed")
         else:
-            probe = _bwrap_command(2**32)[:-4] + [sys.executable, "-I", "-c", "print('ok')"]
+            probe = _bwrap_command(2**32)[:-4] + [sys.executable, "-I", "-c",
+                                                   "print('ok', file=open('/dev/null', 'w')) or print('ok')"]
             try:
                 done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
                 ok = done.returncode == 0 and done.stdout.strip() == "ok"
@@ -121,7 +124,7 @@ class Worker:
             cwd, env = self.folder, {"HOME": self.folder, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
-        self.answered = False  # the first answer also waits for the worker to start (PyTorch's import)
+        self.ready = False
 
     def send(self, obj):
         buffer = io.BytesIO()
@@ -135,8 +138,20 @@ class Worker:
 
     def ask(self, request, timeout):
         """The worker's answer to one request, or WorkerGone (the worker is then stopped)."""
+        if not self.ready:  # its start (importing PyTorch: seconds on a busy machine) is not the answer's time
+            if self._receive(time.monotonic() + STARTUP) != {"ready": True}:
+                self.stop()
+                raise WorkerGone("the worker did not start")
+            self.ready = True
         self.send(request)
-        deadline = time.monotonic() + timeout + (0 if self.answered else STARTUP)
+        answer = self._receive(time.monotonic() + timeout)
+        if not isinstance(answer.get("outputs"), dict) or not _plain(answer):
+            self.stop()
+            raise WorkerGone("its answer is not plain data (dense tensors on the CPU, and numbers)")
+        return answer
+
+    def _receive(self, deadline):
+        """The next frame, as a dict of plain data."""
         head = self._read(8, deadline)
         (size,) = struct.unpack(">Q", head)
         if size > FRAME_CAP:
@@ -148,10 +163,9 @@ class Worker:
         except Exception:  # noqa: BLE001 - anything that is not plain data
             self.stop()
             raise WorkerGone("its answer is not plain data (tensors and numbers)") from None
-        if not isinstance(answer, dict) or not isinstance(answer.get("outputs"), dict) or not _plain(answer):
+        if not isinstance(answer, dict):
             self.stop()
             raise WorkerGone("its answer is not plain data (dense tensors on the CPU, and numbers)")
-        self.answered = True
         return answer
 
     def _read(self, size, deadline):

@@ -6,6 +6,7 @@ It imports nothing of the course. It reads frames from stdin and answers each on
 8 bytes (big-endian length) then a `torch.save` payload of plain data, loaded with
 `weights_only=True` on both sides:
 
+    first answer  {"ready": True}, once PyTorch is imported
     first frame   {"code": {key: source}, "definitions": source}   the student's answer regions, and
                   the function definitions they may call (theirs, already checked by the grader)
     each request  {"key": key, "inputs": {name: data}, "outputs": [name, ...]}
@@ -106,6 +107,7 @@ def main():
         torch.save(obj, buffer)
         return buffer.getvalue()
 
+    write_frame(out, dump({"ready": True}))  # started: from now on, the time is the answers'
     program = load(read_frame(inp))
     safe_builtins = {name: getattr(builtins, name) for name in ALLOWED_BUILTINS}
 

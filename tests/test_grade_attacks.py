@@ -1,7 +1,7 @@
 """Attacks on the autograder (tools/grader/) by a student who has read its source.
 
 One grading run (module fixture `graded`) grades a class of attacking submissions next to an honest
-full-marks submission of each exercise 01 to 05. Every attack fills one blank of an otherwise honest
+full-marks submission of each exercise 00 to 05. Every attack fills one blank of an otherwise honest
 notebook (several attacks share a notebook when they fill different blanks) or is a whole file. For
 every attack: the item it fills scores 0, every other item of its notebook keeps its point, the honest
 notebooks get full marks, and the run ends normally with one row per file.
@@ -10,16 +10,22 @@ The attacks: autograd reached in disguise (getattr, torch.sys.modules, match/cas
 vars, __class__ chains, lambdas, grad_fn, torch.autograd, torch.func, requires_grad_, enable_grad),
 patching (torch.allclose, cmp), reading the solutions or the hidden seed, writing files, killing the
 parent, forking, an endless loop, 50 MB printed, 20 GB allocated, an answer over the frame cap, numbers
-copied from the notebook's batch, values that are not gradients (functions, meta, complex, NaN, huge
-ints, deep nesting), input poisoning, exceptions carrying HTML, numerical differentiation, and files
-built to break the grader's own parsing (deep JSON, expressions too deep for `ast`, NUL bytes, a
-symlink to a solution).
+copied from the notebook's batch (and exercise 0's, which has none), values that are not gradients
+(functions, meta, complex, NaN, huge ints, deep nesting), input poisoning, exceptions carrying HTML or
+a lone surrogate, `return` in a function's blank, numerical differentiation and the warm-up's fixed numbers (KNOWN_LIMITS:
+they still score, as the README says), and files
+built to break the grader's own reading (deep JSON, a 5000-digit number, nbformat-3 junk, code too
+deep for `ast`, a NUL byte, a symlink to a solution, a spreadsheet formula or bytes that are not UTF-8
+as the file name).
 
-Separately (test_sandbox_*), what the sandbox promises is checked at the OS level with programs that
+Apart from the run: a worker's start-up grace is not time for an endless first answer, and
+(test_sandbox_*) what the sandbox promises is checked at the OS level with programs that
 bypass the allow-list: our own script started with sandbox._bwrap_command's bubblewrap options, and
 the real worker sent code the grader's policy would refuse.
 """
+import contextlib
 import csv
+import io
 import json
 import os
 import select
@@ -27,6 +33,7 @@ import signal
 import socket
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,17 +42,24 @@ import nbformat
 import pytest
 
 import grade_class
-from grader import cli, run, sandbox
+from grader import cli, policy, run, sandbox
 from grader import plan as planning
 from grader import course as gc
 
 COURSE = gc.load_course()
-SEED = 123
+SEED = 12345  # tests/test_grade.py's: cli._RECORDINGS then shares the references when both run
 TIMEOUT = 5
 TRAIN_STEPS = 60
 SOLUTION_01 = gc.SOLUTIONS / "01_atomic_backward.ipynb"
-HONEST = {number: f"honest_{number}.ipynb" for number in ["01", "02", "03", "04", "05"]}
-BWRAP = pytest.mark.skipif(not sandbox.bubblewrap_status()[0], reason="bubblewrap cannot run here")
+HONEST = {number: f"honest_{number}.ipynb" for number in ["00", "01", "02", "03", "04", "05"]}
+@pytest.fixture
+def bubblewrap():
+    """The sandbox tests need bubblewrap: without it they fail and say how to get it (never skip)."""
+    usable, why = sandbox.bubblewrap_status()
+    assert usable, f"{why}: install Debian's bubblewrap (apt-get install bubblewrap), as .ci/run does"
+
+
+BWRAP = pytest.mark.usefixtures("bubblewrap")
 
 
 @dataclass
@@ -58,6 +72,7 @@ class Attack:
     exercise: str = "01"
     cells: tuple = ()    # code cells of the student's own added to the notebook (a file attack: to one
                          # without answer cells, so that no worker starts for it)
+    alone: bool = False  # the notebook has no other answer cells (the grader may refuse it whole)
 
 
 def notebook(number, answers=(), *, blank=False, cells=()):
@@ -89,8 +104,6 @@ def notebook(number, answers=(), *, blank=False, cells=()):
 
 def notebook_namespace(number, last_cell_id):
     """The namespace of the solution notebook run (in this process) up to and including a cell."""
-    import contextlib
-    import io
     namespace, cwd = {"__name__": "__main__"}, os.getcwd()
     os.chdir(gc.SOLUTIONS)
     try:
@@ -126,6 +139,7 @@ DEEP_SUM = "dl = " + "+".join(["l"] * 100_000)       # ast.parse: RecursionError
 DEEP_UNARY = "y = " + "-" * 100_000 + "1"             # ast.parse: MemoryError
 P01, R01 = "policy_01.ipynb", "runtime_01.ipynb"
 FORMULA = '=HYPERLINK("evil.example","grade").ipynb'  # a name a student may choose when uploading
+NOT_UTF8 = "\udcff.ipynb"  # the byte 0xff: a name from a zip file, as Python decodes it
 
 ATTACKS = [
     # --- exercise 1, answers the allow-list must refuse (autograd, the file system, processes) ---
@@ -192,9 +206,13 @@ ATTACKS = [
     Attack("huge_int_checked", R01, "dbnmeani", "dbnmeani = 10**400"),
     Attack("answer_over_frame_cap", R01, "dhprebn", "dhprebn = [torch.zeros(9_000_000)] * 8  # 288 MB"),
     Attack("string_50MB", R01, "dW1", 'dW1 = "x" * 50_000_000'),
+    Attack("lone_surrogate_in_error", R01, "demb", 'raise ValueError("\\ud800")  # not encodable in UTF-8'),
+    # --- exercise 0: its blanks have no batch, so the grader's hidden batch changes nothing ---
+    Attack("hard_coded_warm_up", "hard_coded_00.ipynb", "dh", "dh = torch.tensor(1.25, dtype=torch.float64)  # a * dL",
+           exercise="00"),
     # --- exercise 2 ---
     Attack("builtin_as_value", "runtime_02.ipynb", "grad_lse", "grad_lse = print", exercise="02"),
-    Attack("expression_too_deep_for_ast", "runtime_02.ipynb", "dl", DEEP_SUM, exercise="02"),
+    Attack("expression_too_deep_for_ast", "deep_expression_02.ipynb", "dl", DEEP_SUM, exercise="02", alone=True),
     Attack("numerical_gradient", "runtime_02.ipynb", "dlogits", NUMERICAL_DLOGITS, exercise="02"),
     # --- exercise 3 ---
     Attack("hard_coded_gradient", "runtime_03.ipynb", "dbngain", exercise="03"),  # code: hard_coded()
@@ -217,15 +235,29 @@ ATTACKS = [
     Attack("huge_int_unchecked", "runtime_05.ipynb", "dead",
            "dead = (h.abs() > 0.99).all(0)\ndead_fraction = 10**400", items=("dead_fraction",), exercise="05"),
     # --- whole files ---
-    Attack("deep_json", "deep_json.ipynb", None),
+    Attack("deep_json", "deep_json.ipynb", None),  # files: RAW_FILES
+    Attack("long_integer_in_json", "long_integer.ipynb", None),
+    Attack("nbformat3_worksheet_not_a_dict", "worksheets.ipynb", None),
     Attack("helper_cell_too_deep_for_ast", "deep_helper_01.ipynb", None, cells=(DEEP_UNARY,)),
     Attack("nul_byte_cell", "nul_byte_01.ipynb", None, cells=("x = 1\0",)),
     Attack("symlink_to_solution", "symlink_02.ipynb", None, exercise="02"),
     Attack("spreadsheet_formula_as_file_name", FORMULA, None),
+    Attack("file_name_not_utf8", NOT_UTF8, None, exercise="02"),
 ]
-# What no allow-list can refuse: finite differences are tensor code like any other.
+RAW_FILES = {
+    "deep_json.ipynb": '{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}",  # json: RecursionError
+    "long_integer.ipynb": '{"cells": [], "metadata": {"n": ' + "1" * 5000 + "}}",  # json: ValueError (int digits)
+    "worksheets.ipynb": '{"nbformat": 3, "worksheets": [1]}',  # 1.get: AttributeError
+}
+# What the README's "Not promised" says still scores: finite differences are tensor code like any other,
+# and the warm-up's inputs are fixed numbers (no batch for the grader to change).
 KNOWN_LIMITS = {"numerical_gradient": "finite differences of the forward pass need only allowed tensor code",
-                "numerical_gradient_function": "finite differences of the forward pass need only allowed tensor code"}
+                "numerical_gradient_function": "finite differences of the forward pass need only allowed tensor code",
+                "hard_coded_warm_up": "the warm-up's inputs are fixed numbers: the hidden run changes nothing"}
+
+
+class AttackScored(AssertionError):
+    """An attack got points."""
 
 
 def items_of(number):
@@ -239,6 +271,15 @@ def expected_zero(attack):
         return set(attack.items)
     group = next(g for g in COURSE[attack.exercise].groups if (g.function or g.names[0]) == attack.key)
     return set(group.items)
+
+
+def with_callers(number, attacked):
+    """The attacked items and the answer functions that call one of them (04's backward chains the layers)."""
+    out = set(attacked)
+    for group in COURSE[number].groups:
+        if group.function and policy.loaded_names("\n".join(group.solution)) & out - {group.function}:
+            out |= set(group.items)
+    return out
 
 
 def files():
@@ -261,10 +302,15 @@ def graded(tmp_path_factory):
         if attacks[0].key is None:
             continue
         answers = {a.key: a.code or copied[number] for a in attacks}
-        grade_class.save(notebook(number, answers, cells=[c for a in attacks for c in a.cells]), cls / name)
-    (cls / "deep_json.ipynb").write_text('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        nb = notebook(number, answers, cells=[c for a in attacks for c in a.cells])
+        if attacks[0].alone:
+            keep = {g.cell_id for g in COURSE[number].groups if (g.function or g.names[0]) in answers}
+            nb.cells = [c for c in nb.cells if c.get("id") not in COURSE[number].answers or c.get("id") in keep]
+        grade_class.save(nb, cls / name)
+    for name, text in RAW_FILES.items():
+        (cls / name).write_text(text)
     for attack in ATTACKS:
-        if (attack.cells or attack.file == FORMULA) and attack.key is None:
+        if (attack.cells or attack.file in (FORMULA, NOT_UTF8)) and attack.key is None:
             nb = notebook(attack.exercise, cells=attack.cells)
             nb.cells = [c for c in nb.cells if c.get("id") not in COURSE[attack.exercise].answers]
             (cls / attack.file).write_text(nbformat.writes(nb))
@@ -290,7 +336,8 @@ def points(row, number):
 
 def test_the_run_ends_normally_with_one_row_per_file(graded):
     assert graded["crash"] is None, f"the grading run crashed: {graded['crash']}"
-    assert sorted(graded["rows"]) == sorted(list(HONEST.values()) + list(files()))
+    expected = set(HONEST.values()) | set(files())
+    assert set(graded["rows"]) == expected, sorted(set(graded["rows"]) ^ expected)  # every file has its row
     assert (graded["out"] / "gradebook.csv").is_file() and (graded["out"] / "run.json").is_file()
     assert not os.path.exists("/tmp/stolen.pt")
 
@@ -302,21 +349,29 @@ def test_honest_submissions_get_full_marks(graded, number):
     assert row["score"] == row["max_score"] == len(items_of(number)), points(row, number)
 
 
-@pytest.mark.parametrize("attack", [
-    pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=KNOWN_LIMITS[a.name])) if a.name in KNOWN_LIMITS
-    else a for a in ATTACKS], ids=[a.name for a in ATTACKS])
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a.name not in KNOWN_LIMITS],
+                         ids=[a.name for a in ATTACKS if a.name not in KNOWN_LIMITS])
 def test_the_attack_scores_nothing(graded, attack):
     row = row_of(graded, attack.file)
     got = points(row, attack.exercise)
     scored = {item for item in expected_zero(attack) if got.get(item) not in (0, None, "")}
-    assert not scored, f"{attack.name} scored {sorted(scored)}: {row}"
+    if scored:
+        raise AttackScored(f"{attack.name} scored {sorted(scored)}: {row}")
 
 
-@pytest.mark.parametrize("name", sorted(n for n, (_, a) in files().items() if a[0].key is not None))
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a.name in KNOWN_LIMITS],
+                         ids=[a.name for a in ATTACKS if a.name in KNOWN_LIMITS])
+def test_what_the_readme_does_not_promise_still_scores(graded, attack):
+    """If one of these stops scoring, the README's "Not promised" can say less."""
+    with pytest.raises(AttackScored):
+        test_the_attack_scores_nothing(graded, attack)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (_, a) in files().items() if a[0].key is not None and not a[0].alone))
 def test_the_other_items_of_an_attacking_notebook_keep_their_points(graded, name):
     number, attacks = files()[name]
     row = row_of(graded, name)
-    attacked = set().union(*(expected_zero(a) for a in attacks)) | {gc.TRAINING}
+    attacked = with_callers(number, set().union(*(expected_zero(a) for a in attacks))) | {gc.TRAINING}
     lost = {item: p for item, p in points(row, number).items() if item not in attacked and p != 1}
     assert not lost, f"{name}: right answers next to the attacks lost their point: {lost}; {row['message']}"
 
@@ -347,6 +402,34 @@ def test_the_time_limit_is_the_answers_not_the_workers_start():
     assert results[("first", 0, 0)]["outputs"] == {"x": 1}, results[("first", 0, 0)]
     assert results[("endless", 0, 0)].kind == "timeout"
     assert results[("after", 0, 0)]["outputs"] == {"x": 2}, results[("after", 0, 0)]
+
+
+def test_an_endless_first_answer_gets_no_start_up_grace(monkeypatch):
+    """The time a new worker may take to start is not time its first answer may run: else every answer
+    `while True: pass` (each one the first of a new worker) holds the grader for the whole grace."""
+    started = []
+
+    class Recorded(sandbox.Worker):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+    monkeypatch.setattr(run, "Worker", Recorded)
+    code = {"endless": "while True:\n    pass", "after": "x = 2"}
+    plan = planning.Plan(COURSE["02"], {}, {}, code=code,
+                         requests=[planning.Request(key, 0, 0, {}, ["x"]) for key in code])
+    isolation = "bubblewrap" if sandbox.bubblewrap_status()[0] else "process"
+    box, begin = {}, time.monotonic()
+    thread = threading.Thread(target=lambda: box.update(results=run.execute(
+        plan, timeout=0.5, memory=4 * 2**30, isolation=isolation)), daemon=True)
+    thread.start()
+    thread.join(30)
+    seconds = time.monotonic() - begin
+    for worker in started:  # end the endless answer now if the grader did not (its thread then reads EOF)
+        if worker.process.poll() is None:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+    thread.join(60)
+    assert seconds < 30, f"an endless first answer held the grader for {seconds:.0f} s with a 0.5 s limit"
+    assert box["results"][("endless", 0, 0)].kind == "timeout"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -423,11 +506,11 @@ def test_sandbox_hides_the_course_and_the_machine(monkeypatch, tmp_path):
 @BWRAP
 def test_sandbox_has_no_uncapped_writable_place(monkeypatch):
     """Files in a tmpfs take the machine's memory, outside the worker's address-space limit: every
-    writable place must be capped (only /tmp, at sandbox.TMP_SIZE)."""
+    writable place must be capped (only /tmp, at sandbox.TMP_SIZE), also one the code mounts itself
+    in a user namespace of its own (which the sandbox must not allow)."""
     worker = sandboxed_script(monkeypatch, f"""
-        import json, os
-        found = {{}}
-        for folder in ["/", "/tmp", "/dev", "/dev/shm", "/grader", "/proc", "/work"]:
+        import ctypes, json, os
+        def fill(folder):
             path, written = os.path.join(folder, "fill"), 0
             try:
                 with open(path, "wb") as f:
@@ -441,14 +524,27 @@ def test_sandbox_has_no_uncapped_writable_place(monkeypatch):
                 os.unlink(path)
             except OSError:
                 pass
-            found[folder] = written
+            return written
+        found = {{folder: fill(folder) for folder in ["/", "/tmp", "/dev", "/dev/shm", "/grader", "/proc", "/work"]}}
+        libc = ctypes.CDLL(None, use_errno=True)
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(0x10000000 | 0x00020000) == 0:  # CLONE_NEWUSER | CLONE_NEWNS
+            found["nested user namespace"] = "created"
+            try:
+                for name, text in [("setgroups", "deny"), ("uid_map", f"0 {{uid}} 1"), ("gid_map", f"0 {{gid}} 1")]:
+                    with open(f"/proc/self/{{name}}", "w") as f:
+                        f.write(text)
+            except OSError:
+                pass
+            if libc.mount(b"none", b"/grader", b"tmpfs", 0, b"size=50%") == 0:
+                found["a tmpfs of its own"] = fill("/grader")
         print(json.dumps(found), flush=True)
     """)
     try:
         found = first_line(worker)
     finally:
         worker.stop()
-    assert {k: v for k, v in found.items() if v > sandbox.TMP_SIZE} == {}, found
+    assert {k: v for k, v in found.items() if v == "created" or v > sandbox.TMP_SIZE} == {}, found
 
 
 @BWRAP
@@ -580,7 +676,8 @@ def test_sandbox_worker_without_the_allow_list():
     worker = sandbox.Worker(memory, "bubblewrap")
     code = {"over": "x = torch.ones(6 * 2**30 // 4)\nok = 1",        # 6 GB: above the limit
             "under": "x = torch.ones(2**26)\nok = x.numel()",        # 256 MB
-            "grad": "t = torch.ones(3, requires_grad=True)\nok = [(t * t).sum().requires_grad, torch.is_grad_enabled()]",
+            "grad": "t = torch.ones(3, requires_grad=True)\n"
+                    "ok = [(t * t).sum().requires_grad, torch.is_grad_enabled()]",
             "import": "import os\nok = os.getpid()",
             "builtins": "ok = open('/etc/hostname').read()"}
     try:

@@ -32,6 +32,15 @@ TRAINING_LIMIT = 20       # training may take this many times --timeout
 def prepare(path, course):
     """(status, exercise number or None, message, answers, helpers) of one file, before anything runs."""
     try:
+        return _prepare(path, course)
+    except Exception as error:  # noqa: BLE001 - a file built to break the reader gets its row, like any other
+        return "error", None, f"the grader could not read this file ({type(error).__name__})", None, None
+
+
+def _prepare(path, course):
+    if Path(path).is_symlink():
+        return "error", None, "a symbolic link, not a file: hand in the notebook itself", None, None
+    try:
         cells = submissions.read_submission(path)
     except submissions.NotANotebook as problem:
         return problem.status, None, str(problem), None, None
@@ -90,7 +99,16 @@ def _drop_failing_checks(exercise, recordings):
 
 
 def grade_one(sid, prepared, course, recordings, options):
-    """(gradebook row, item rows, feedback page) of one submission."""
+    """(gradebook row, item rows, feedback page) of one submission; whatever happens, its row."""
+    try:
+        return _grade_one(sid, prepared, course, recordings, options)
+    except Exception as error:  # noqa: BLE001 - a bug of the grader's, or an answer built to trip it
+        row = {"submission": sid, "exercise": prepared[1] or "", "score": "", "max_score": "", "status": "error",
+               "message": f"the grader failed on this submission ({type(error).__name__}); grade it by hand"}
+        return row, [], report.feedback_html(row, [], None, [])
+
+
+def _grade_one(sid, prepared, course, recordings, options):
     status, number, message, answers, helpers = prepared
     row = {"submission": sid, "exercise": number or "", "score": "", "max_score": "", "status": status,
            "message": message}
@@ -157,8 +175,9 @@ def _some(things, sep=", ", at_most=4):
 
 
 def discover(folder):
+    """Every *.ipynb below folder (a symbolic link too: it gets a row saying it is not graded)."""
     paths = [p for p in Path(folder).rglob("*.ipynb")
-             if p.is_file() and ".ipynb_checkpoints" not in p.relative_to(folder).parts]
+             if (p.is_file() or p.is_symlink()) and ".ipynb_checkpoints" not in p.relative_to(folder).parts]
     return sorted(paths, key=lambda p: p.relative_to(folder).as_posix())
 
 

@@ -61,6 +61,15 @@ def check(code):
         tree = ast.parse(code)
     except SyntaxError as error:
         return f"is not valid Python (line {error.lineno}: {error.msg})"
+    except (RecursionError, MemoryError, ValueError):
+        return "is not valid Python (nested too deeply to read)"
+    for node in tree.body:
+        if isinstance(node, ast.Return):
+            return "returns from inside the answer: assign the names instead (the cell's own return line follows)"
+    try:
+        compile(tree, "<answer>", "exec")
+    except (SyntaxError, RecursionError, MemoryError, ValueError) as error:
+        return f"is not valid Python ({getattr(error, 'msg', None) or type(error).__name__})"
     for node in ast.walk(tree):
         for kind, why in FORBIDDEN_NODES.items():
             if isinstance(node, kind):
@@ -95,7 +104,7 @@ def loaded_names(code):
     """Every name the code reads (a superset of what it needs from outside)."""
     try:
         tree = ast.parse(textwrap.dedent(code))
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return set()
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
@@ -104,7 +113,7 @@ def defined_functions(code):
     """{name: source} of the functions a cell defines at its top level."""
     try:
         tree = ast.parse(textwrap.dedent(code))
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return {}
     source = textwrap.dedent(code)
     return {n.name: ast.get_source_segment(source, n, padded=False) for n in tree.body if isinstance(n, ast.FunctionDef)}

@@ -47,14 +47,20 @@ def feedback_html(row, items, exercise, notes_html):
             "<body style=\"font-family:sans-serif; max-width:60em\">" + "".join(head + body) + "</body></html>\n")
 
 
+def spreadsheet_safe(value):
+    """A cell a spreadsheet shows as text: a leading = + - @ (a formula, from a file's name) gets a '."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else value
+
+
 def write_csv(path, columns, rows):
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({c: row.get(c, "") for c in columns})
+        writer.writerow({c: spreadsheet_safe(row.get(c, "")) for c in columns})
     tmp = path.with_suffix(".part")
-    tmp.write_text(buffer.getvalue())
+    tmp.write_text(buffer.getvalue(), encoding="utf-8", errors="backslashreplace")
     os.replace(tmp, path)
 
 
@@ -78,7 +84,7 @@ def write_outputs(out, columns, rows, item_rows, pages, feedback_dirs=()):
     for sid, page in pages.items():
         target = feedback / (sid + ".html")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page)
+        target.write_text(page, encoding="utf-8", errors="backslashreplace")
     write_csv(out / "gradebook.csv", columns, rows)
     write_csv(out / "items.csv", ITEM_COLUMNS, item_rows)
 

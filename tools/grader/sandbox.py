@@ -6,7 +6,8 @@ cmp.py, no data): its inputs arrive on stdin. Nothing is writable but a private 
 network, its own PID namespace (it cannot see or signal the grader), an unprivileged user with no
 capabilities, and it dies with its sandbox, and so does everything it started. Where bubblewrap cannot run (macOS, a container
 without user namespaces) the worker is a plain child process in its own session, in an empty
-temporary folder, killed with its process group: say so to the instructor (`describe()`).
+temporary folder, killed with its process group (a process that left the group would survive: only
+code the allow-list refuses could start one): say so to the instructor (`describe()`).
 Both ways, the worker limits its own address space to `memory` bytes before any answer runs.
 """
 import io
@@ -41,7 +42,8 @@ class WorkerGone(Exception):
 def _bwrap_command(memory):
     python = Path(os.path.normpath(os.path.abspath(sys.executable)))  # the venv's, not resolved
     binds = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
-    command = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+    command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--assert-userns-disabled",
+               "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                "--uid", "65534", "--gid", "65534",
                "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--dev", "/dev",
                "--size", str(TMP_SIZE), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv",

@@ -34,7 +34,7 @@ def _is_check_line(line):
     """A line that is, on its own, a statement calling cmp, check_numerically or summary."""
     try:
         tree = ast.parse(line.strip())
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return False
     return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in CHECK_CALLS
                for n in ast.walk(tree))
@@ -45,7 +45,7 @@ def _without_checks(lines):
     also one split over several lines, is the notebook's, not the answer's)."""
     try:
         tree = ast.parse(textwrap.dedent("\n".join(lines)))
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
         return [line for line in lines if not _is_check_line(line)]
     drop = set()
     for node in tree.body:
@@ -180,7 +180,7 @@ def helper_functions(cells, answer_sources):
             continue
         try:
             tree = ast.parse(cell["source"])
-        except SyntaxError:
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
             continue
         for node in tree.body:
             if isinstance(node, ast.FunctionDef):

@@ -118,8 +118,7 @@ def main():
                 return sys.modules[name]
         raise ImportError(f"answers cannot import {name}")
     safe_builtins["__import__"] = torch_only_import
-    compiled = {key: compile(source, f"<answer {key}>", "exec") for key, source in program["code"].items()}
-    definitions = compile(program["definitions"], "<your functions>", "exec")
+    definitions = program["definitions"]
     while (frame := read_frame(inp)) is not None:
         request = load(frame)
         namespace = {"__builtins__": safe_builtins, "torch": torch, "F": F, "math": math, **request["inputs"]}
@@ -127,8 +126,8 @@ def main():
         sys.stdout = sys.stderr = printed
         answer = {"outputs": {}, "missing": [], "error": None}
         try:
-            exec(definitions, namespace)
-            exec(compiled[request["key"]], namespace)
+            exec(compile(definitions, "<your functions>", "exec"), namespace)
+            exec(compile(program["code"][request["key"]], "<your answer>", "exec"), namespace)
         except BaseException as error:  # noqa: BLE001 - whatever the answer raised is its own result
             answer["error"] = f"{type(error).__name__}: {str(error)[:300]}"
         sys.stdout = sys.stderr = sys.__stdout__

@@ -1225,10 +1225,11 @@ def _rule_same_local_derivative_for_a_sum(c):
         incoming = _contribution(step, torch.ones_like(step.t_values), c.d.shape) if step.op == "SumBackward1" else None
         if incoming is None or incoming.shape != c.d.shape or not (incoming != 0).all():
             continue
-        yours = c.error / incoming + 1  # the local derivative your answer used in this branch
-        for key, values in tensors:
-            k = _multiple(yours, values) if values.shape == yours.shape else None
-            if k is not None and not _is_constant(values):
+        for key, values in tensors:  # does error = incoming * (k * values - 1), i.e. k * values where 1 belongs?
+            if values.shape != c.d.shape or _is_constant(values):
+                continue
+            k = _multiple(c.error + incoming, incoming * values)  # the other branches' rounding stays in error
+            if k is not None:
                 return (f"`{step.consumer}` sums the entries of {c.tname}, so every entry has the same local "
                         f"derivative, 1; in the branch through it yours is {_number(k)} × `{key}`, a tensor")
     for name, u, grad in c.consumers[:1]:

@@ -191,7 +191,7 @@ MISTAKES = [
     ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "reshaped",
      [".view(32, 3, 10)"]),
     ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten",
-     ["right in 9 of the 24 rows that get a gradient", "each wrong row holds just one of its contributions",
+     ["right in 9 of the 21 rows that get a gradient", "each wrong row holds just one of its contributions",
       "index_add_"]),
     ("dC with a loop that assigns", "C", _dC_loop_overwriting, "rows_overwritten", ["just one of its contributions", "`+=`"]),
     ("dW1 all zeros", "W1", lambda v, g: torch.zeros_like(v.W1), "all_zeros", []),

@@ -22,15 +22,11 @@ BATCH = 32
 VOCAB = 27
 BLOCK_SIZE = 3
 
-# The 26 gradients of exercise 1, in backward order, and the tensor each one belongs to.
+# The 26 gradients of exercise 1, in backward order.
 GRAD_NAMES = [
     "dlogprobs", "dprobs", "dcounts_sum_inv", "dcounts_sum", "dcounts", "dnorm_logits", "dlogit_maxes",
     "dlogits", "dh", "dW2", "db2", "dhpreact", "dbngain", "dbnbias", "dbnraw", "dbnvar_inv", "dbnvar",
     "dbndiff2", "dbndiff", "dbnmeani", "dhprebn", "dembcat", "dW1", "db1", "demb", "dC",
-]
-INTERMEDIATES = [
-    "logprobs", "probs", "counts", "counts_sum", "counts_sum_inv", "norm_logits", "logit_maxes", "logits",
-    "h", "hpreact", "bnraw", "bnvar_inv", "bnvar", "bndiff2", "bndiff", "bnmeani", "hprebn", "embcat", "emb",
 ]
 PARAMETERS = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
 
@@ -144,8 +140,3 @@ def manual_backward(net):
                  dhprebn=dhprebn, dembcat=dembcat, dW1=dW1, db1=db1, demb=demb, dC=dC)
     assert list(grads) == GRAD_NAMES
     return grads
-
-
-def tensor_of(grad_name):
-    """'dlogprobs' -> 'logprobs': the tensor a gradient belongs to."""
-    return grad_name[1:]

@@ -11,7 +11,6 @@ gradients are computed. Everything runs on one CPU thread.
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -32,7 +31,8 @@ def cells_tagged(tag):
 
 def load_solution():
     """Run the notebook's set-up cells; returns their namespace (forward, backward, parameters, data)."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+    matplotlib.use("Agg")  # this process only: an environment variable would reach every kernel started later
     sys.path.insert(0, str(ROOT))
     ns = {}
     for source in cells_tagged("benchmark"):

@@ -2,16 +2,18 @@
 
 MkDocs with Material for MkDocs and mkdocs-jupyter (configured in tools/site/mkdocs.yml). This script
 lays out the pages in tools/site/_build/docs, then MkDocs writes the site to tools/site/_build/site:
-- index.md: the README up to its "Test" section (the exercise table, with a column of Colab links),
+- index.md: the README up to its "Test" section (under each exercise's name, Colab links),
   its links made to point at the solution pages or at the files on GitHub;
 - one page per solution notebook, in the order of the file names, with its committed outputs (never
-  executed again) and, under its title, "open in Colab" and "download" for the exercise and the solution;
+  executed again; no set-up cell, no solution markers) and, under its title, "open in Colab" and
+  "download" for the exercise and the solution;
 - the .ipynb files to download, and MathJax from the jupyter-server-mathjax package (no CDN).
 The course's address (GitHub, Colab, the Pages URL) comes from tools/course.py.
 """
 import argparse
 import functools
 import http.server
+import os
 import re
 import shutil
 import sys
@@ -26,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import course  # noqa: E402
+from make_exercises import BEGIN, END  # noqa: E402
 
 BUILD = HERE / "_build"
 DOCS = BUILD / "docs"
@@ -40,31 +43,35 @@ def solution_notebooks():
     return sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 
 
-def home_page():
-    """The README up to "## Test", with links fixed for the site and Colab links in the exercise table."""
-    readme = (ROOT / "README.md").read_text()
-    text = readme.split("\n## Test\n")[0]
-
+def site_links(markdown, folder, page_suffix):
+    """Markdown links as they work on the site. A link to a course notebook from `folder` (README: ".",
+    a notebook: "solutions") goes to its page, NN_name + page_suffix; a link to any other file of the
+    repository goes to the file on GitHub."""
     def link(match):
         label, target = match.groups()
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             return match.group(0)
-        if re.fullmatch(r"notebooks/\d\d_\w+\.ipynb", target):  # an exercise: its solution page
-            return f"[{label}]({Path(target).name})"
-        return f"[{label}]({GITHUB_URL}{target})"  # any other file of the repository: on GitHub
+        path = os.path.normpath(os.path.join(folder, target))
+        if re.fullmatch(r"(notebooks|solutions)/\d\d_\w+\.ipynb", path):
+            return f"[{label}]({Path(path).stem}{page_suffix})"
+        if target.endswith("/"):  # a folder
+            return f"[{label}]({GITHUB_URL.replace('/blob/', '/tree/')}{path}/)"
+        return f"[{label}]({GITHUB_URL}{path})"
 
-    text = re.sub(r"\[([^\]]*)\]\(([^)\s]+)\)", link, text)
+    return re.sub(r"\[([^\]]*)\]\(([^)\s]+)\)", link, markdown)
+
+
+def home_page():
+    """The README up to "## Test", with links fixed for the site and Colab links in the exercise table."""
+    readme = (ROOT / "README.md").read_text()
+    text = site_links(readme.split("\n## Test\n")[0], ".", ".ipynb")  # MkDocs makes .ipynb links .html
     lines = []
-    for line in text.splitlines():
-        row = re.match(r"\| \[[^\]]*\]\((\d\d_\w+\.ipynb)\)", line)
-        if line.startswith("| notebook |"):
-            line += " open in Colab |"
-        elif line.startswith("|---|"):
-            line += "---|"
-        elif row:
-            name = row.group(1)
-            line += (f" [exercise]({course.COLAB_URL}notebooks/{name}) ·"
-                     f" [solution]({course.COLAB_URL}solutions/{name}) |")
+    for line in text.splitlines():  # under each exercise's name in the table: its two notebooks in Colab
+        row = re.match(r"\| (\[[^\]]*\]\((\d\d_\w+)\.ipynb\)) \|", line)
+        if row:
+            link, name = row.groups()
+            line = line.replace(link, f"{link}<br>Colab: [exercise]({course.COLAB_URL}notebooks/{name}.ipynb),"
+                                      f" [solution]({course.COLAB_URL}solutions/{name}.ipynb)", 1)
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -98,6 +105,11 @@ def solution_page(path):
     notebook = nbformat.read(path, as_version=4)
     notebook.cells = [cell for cell in notebook.cells if not SKIPPED_CELLS & set(cell.metadata.get("tags", []))]
     title = title_cell(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = site_links(cell.source, "solutions", ".html")
+        else:  # the exercise generator's markers: readers see the code alone
+            cell.source = "\n".join(line for line in cell.source.splitlines() if line.strip() not in (BEGIN, END))
     notebook.cells.insert(title + 1, links_cell(path.name))
     return notebook, notebook.cells[title].source.splitlines()[0][2:].replace("`", "")
 

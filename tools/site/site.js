@@ -21,3 +21,10 @@ for (const output of document.querySelectorAll(".jp-OutputArea-output")) {
     details.appendChild(output);
   }
 }
+
+// Search results come and go as the reader types: typeset the math in them too.
+const searchResults = document.querySelector(".md-search-result");
+if (searchResults) {
+  new MutationObserver(() => window.MathJax && MathJax.Hub && MathJax.Hub.Queue(["Typeset", MathJax.Hub, searchResults]))
+    .observe(searchResults, {childList: true, subtree: true});
+}

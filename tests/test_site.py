@@ -19,18 +19,16 @@ from urllib.parse import urldefrag, urlparse
 import nbformat
 import pytest
 import yaml
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 import course
+from test_browser import browser  # noqa: F401  (the fixture: Chromium as the JupyterLab test launches it)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "tools" / "site" / "_build"
 SITE = BUILD / "site"
 SHOTS = BUILD / "screenshots"
 WORKFLOW = ROOT / ".github" / "workflows" / "pages.yml"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SOLUTIONS = sorted(p.name for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 EXERCISE_3 = next(name for name in SOLUTIONS if name.startswith("03_"))
 
@@ -60,21 +58,6 @@ def url(site):
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    with sync_playwright() as playwright:
-        own = Path(playwright.chromium.executable_path)
-        if not Path(CHROMIUM).exists() and not own.exists():
-            pytest.fail("no Chromium: apt-get install chromium (.ci/run does this), "
-                        "or .venv/bin/python -m playwright install chromium")
-        executable = CHROMIUM if Path(CHROMIUM).exists() else own
-        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 class Visit:
@@ -174,7 +157,7 @@ class Links(html.parser.HTMLParser):
 
     def handle_endtag(self, tag):
         if tag == "a" and self.open:
-            self.links.append((self.open[0], "".join(self.open[1]).strip()))
+            self.links.append((self.open[0], " ".join("".join(self.open[1]).split())))
             self.open = None
 
 
@@ -188,21 +171,25 @@ def test_each_solution_page_links_to_its_notebooks_in_colab_and_to_download(site
             assert (site / "downloads" / folder / name).read_bytes() == (ROOT / folder / name).read_bytes()
 
 
-def test_the_navigation_follows_the_course_order(browser, url):
-    page = Visit(browser, url).open("index.html")
-    links = page.locator(".md-nav--primary .md-nav__link[href$='.html']")
-    hrefs = [href.split("/")[-1] for href in links.evaluate_all("links => links.map(a => a.getAttribute('href'))")]
-    expected = ["index.html"] + [name.replace(".ipynb", ".html") for name in SOLUTIONS]
-    assert [h for h in hrefs if h in expected] == expected
-    titles = [nbformat.read(ROOT / "solutions" / name, as_version=4) for name in SOLUTIONS]
-    first_title = next(c.source for c in titles[0].cells if c.cell_type == "markdown" and c.source.startswith("# "))
-    expect(links.nth(1)).to_have_text(first_title.splitlines()[0][2:].replace("`", ""))
-    page.close()
+def test_the_navigation_follows_the_course_order(site):
+    """The site's menu: the home page, then each solution in file-name order, under its notebook's title."""
+    links = [(a["href"], text) for a, text in Links((site / "index.html").read_text()).links
+             if "md-nav__link" in a.get("class", "").split() and a["href"].endswith(".html")]
+    titles = []
+    for name in SOLUTIONS:
+        cells = nbformat.read(ROOT / "solutions" / name, as_version=4).cells
+        title = next(c.source for c in cells if c.cell_type == "markdown" and c.source.startswith("# "))
+        titles.append((name.replace(".ipynb", ".html"), title.splitlines()[0][2:].replace("`", "")))
+    assert links == [("index.html", "Home")] + titles
 
 
 def test_a_hint_is_closed_until_clicked_and_long_outputs_are_collapsed(browser, url):
     visit = Visit(browser, url)
     page = visit.open(EXERCISE_3.replace(".ipynb", ".html"))
+    page.screenshot(path=SHOTS / "exercise-3.png")  # for a person to look at
+    page.locator(".MathJax_Display").first.evaluate("e => e.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(500)  # the header's title slides in after a scroll: a still picture
+    page.screenshot(path=SHOTS / "exercise-3-math.png")
     hint = page.locator("details:has(> summary:text-matches('^Hint'))").first
     expect(hint).to_have_count(1)
     assert not hint.evaluate("d => d.open")
@@ -240,24 +227,30 @@ def test_the_search_finds_bessel_in_exercise_3(browser, url):
 
 
 def test_the_home_page_fits_a_phone_and_screenshots(browser, url):
-    """375 px wide: no horizontal scroll. Screenshots for a person to look at: the home page (whole),
-    exercise 3's solution at its top and at its first derivation, wide and on a phone."""
-    for suffix, viewport in (("-375px", (375, 812)), ("", (1280, 900))):
-        visit = Visit(browser, url, viewport=viewport)
-        page = visit.open("index.html")
-        width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert width[0] <= width[1], f"the home page scrolls sideways at {viewport[0]} px: {width}"
-        sideways = page.evaluate("""() => [...document.querySelectorAll('.md-typeset__scrollwrap')]
-                                        .filter(e => e.scrollWidth > e.clientWidth).map(e => e.innerText.slice(0, 40))""")
-        assert sideways == [], f"on the home page at {viewport[0]} px, these scroll sideways: {sideways}"
-        page.screenshot(path=SHOTS / f"home{suffix}.png", full_page=True)
-        page = visit.open(EXERCISE_3.replace(".ipynb", ".html"))
-        page.screenshot(path=SHOTS / f"exercise-3{suffix}.png")
-        page.locator("h2").first.scroll_into_view_if_needed()
-        page.screenshot(path=SHOTS / f"exercise-3-math{suffix}.png")
-        assert visit.problems == []
-        page.close()
+    """375 px wide: no horizontal scroll. Screenshots for a person to look at: the home page (whole) wide and
+    on a phone, exercise 3's solution on a phone at its top and at its first displayed formula."""
+    visit = Visit(browser, url, viewport=(375, 812))
+    page = visit.open("index.html")
+    width = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"the home page scrolls sideways on a phone: {width}"
+    sideways = page.evaluate("""() => [...document.querySelectorAll('.md-typeset__scrollwrap')]
+                                    .filter(e => e.scrollWidth > e.clientWidth).map(e => e.innerText.slice(0, 40))""")
+    assert sideways == [], f"on the home page on a phone, these scroll sideways: {sideways}"
+    page.screenshot(path=SHOTS / "home-375px.png", full_page=True)
+    page = visit.open(EXERCISE_3.replace(".ipynb", ".html"))
+    cut_off = page.evaluate("""() => [...document.querySelectorAll('.MathJax_Display')]
+        .filter(e => e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX !== 'auto').length""")
+    assert cut_off == 0, f"{cut_off} formulas of exercise 3 are cut off on a phone"
+    page.screenshot(path=SHOTS / "exercise-3-375px.png")
+    page.locator(".MathJax_Display").first.evaluate("e => e.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(500)  # the header's title slides in after a scroll: a still picture
+    page.screenshot(path=SHOTS / "exercise-3-math-375px.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page = visit.open("index.html")
+    page.screenshot(path=SHOTS / "home.png", full_page=True)
+    assert visit.problems == []
     print("screenshots:", SHOTS)
+    page.close()
 
 
 def test_the_site_knows_its_address_from_course_py(site):

@@ -104,6 +104,8 @@ def solution_page(path):
     Returns the notebook and its title for the navigation."""
     notebook = nbformat.read(path, as_version=4)
     notebook.cells = [cell for cell in notebook.cells if not SKIPPED_CELLS & set(cell.metadata.get("tags", []))]
+    for cell in notebook.cells:
+        cell.metadata.pop("tags", None)  # for the course's tools: on a page they would show, and be searched
     title = title_cell(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "markdown":

@@ -151,7 +151,8 @@ def main():
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     site = build()
-    print(f"The course's website is in {site.relative_to(ROOT)}: open {site / 'index.html'}")
+    print(f"The course's website is in {site.relative_to(ROOT)}: open {site / 'index.html'}\n"
+          "(its search needs a web server: bash tools/run site --serve)")
     if args.serve:
         serve(args.port)
 

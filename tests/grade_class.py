@@ -17,12 +17,13 @@ from grader.course import Code
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def answer_notebook(number, answers=None, *, blank=False, course=None):
+def answer_notebook(number, answers=None, *, blank=False, course=None, cells=()):
     """The exercise notebook `number` as a student would hand it in.
 
-    answers: {first name a blank assigns (e.g. "dprobs", "dh" for `dh, dW2, db2`): code}. The code is
-    written where the placeholder lines were (indented to fit). Blanks not named get the solution's code,
-    or stay as generated when blank=True.
+    answers: {first name a blank assigns (e.g. "dprobs", "dh" for `dh, dW2, db2`), or the function a
+    blank is in (e.g. "backward"): code}. The code is written where the placeholder lines were (indented
+    to fit). Blanks not named get the solution's code, or stay as generated when blank=True. cells:
+    sources of code cells the student added at the end.
     """
     course = course or gc.load_course()
     exercise = course[number]
@@ -37,14 +38,16 @@ def answer_notebook(number, answers=None, *, blank=False, course=None):
             if isinstance(group, Code):
                 lines += group.lines
                 continue
-            if group.names[0] in answers:
-                code = textwrap.dedent(answers.pop(group.names[0])).strip("\n")
+            key = group.function if group.function in answers else group.names[0]
+            if key in answers:
+                code = textwrap.dedent(answers.pop(key)).strip("\n")
                 lines += textwrap.indent(code, group.indent, lambda line: True).splitlines()
             else:
                 lines += group.placeholders if blank else group.solution
         cell.source = "\n".join(lines)
     if answers:
         raise KeyError(f"no blank in exercise {number} starts with {sorted(answers)}")
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]  # cells of the student's own
     return nb
 
 

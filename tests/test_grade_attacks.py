@@ -75,31 +75,10 @@ class Attack:
     alone: bool = False  # the notebook has no other answer cells (the grader may refuse it whole)
 
 
-def notebook(number, answers=(), *, blank=False, cells=()):
+def notebook(number, answers=(), *, cells=()):
     """The exercise notebook as a student hands it in: `answers` {blank: code} (a blank is named by its
     function or the first name it assigns, see Attack.key), the solution's code in the other blanks."""
-    exercise = COURSE[number]
-    nb = nbformat.read(grade_class.ROOT / "notebooks" / exercise.name, as_version=4)
-    answers = dict(answers)
-    for cell in nb.cells:
-        answer = exercise.answers.get(cell.get("id"))
-        if answer is None:
-            continue
-        lines = []
-        for part in answer.parts:
-            if isinstance(part, gc.Code):
-                lines += part.lines
-                continue
-            key = part.function or part.names[0]
-            if key in answers:
-                code = textwrap.dedent(answers.pop(key)).strip("\n")
-                lines += textwrap.indent(code, part.indent, lambda line: True).splitlines()
-            else:
-                lines += part.placeholders if blank else part.solution
-        cell.source = "\n".join(lines)
-    assert not answers, f"no blank {sorted(answers)} in exercise {number}"
-    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
-    return nb
+    return grade_class.answer_notebook(number, dict(answers), course=COURSE, cells=cells)
 
 
 def notebook_namespace(number, last_cell_id):

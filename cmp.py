@@ -1116,7 +1116,8 @@ def _rule_softmax_over_the_wrong_dim(c):
             if _explains(c.ref + sign * scale * swap, c.d, c.ref):
                 right_dim = 1 if sign == 1 else 0
                 return (f"{c.dname} differs from the right answer by exactly a softmax of {c.tname} over the other "
-                        f"dim: here the probabilities are taken along dim {right_dim}")
+                        f"dim: yours takes the probabilities along dim {1 - right_dim}, the right answer along "
+                        f"dim {right_dim}")
     return None
 
 

@@ -133,7 +133,7 @@ MISTAKES = [
      ["one entry per row", "1/32 too high", "label"]),
     ("dlogits fused with softmax over dim 0", "logits",
      lambda v, g: ((F.softmax(v.logits, 0) - F.one_hot(v.Yb, 27)) / v.n).detach(), "softmax_over_the_wrong_dim",
-     ["along dim 1"]),
+     ["yours takes the probabilities along dim 0, the right answer along dim 1"]),
     ("dlogits fused without 1/n", "logits", _dlogits_fused_without_mean, "constant_factor", ["32 times", "1/32"]),
     ("dh transposed answer", "h", lambda v, g: (v.W2 @ g["dlogits"].T).detach(), "transposed_shape", ["(64, 32)"]),
     ("dW2 with operands swapped", "W2", lambda v, g: (g["dlogits"].T @ v.h).detach(), "transposed_shape",

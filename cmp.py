@@ -464,12 +464,15 @@ def _check(name, dt, t, atol, namespace=None):
 
 
 def _invisible_branch(name, t):
-    """The name of a checked tensor computed from t whose gradient is zero up to rounding (like logit_maxes
-    for logits): whether an answer has the branch through it, the numbers cannot tell. Else None."""
+    """The name of a checked tensor computed directly from t (by one operation) whose gradient is zero up to
+    rounding (like logit_maxes for logits): whether an answer has the branch through it, the numbers cannot
+    tell. Else None. Tensors further up (h, hpreact ...) reach logit_maxes only through logits, whose
+    check already asked."""
     found = _consumers(name, t)
     flowing = max((_max_abs(grad) for _, _, grad in found), default=0.0)
     for other, u, grad in found:
-        if grad.shape != t.shape and _max_abs(grad) <= NOISE * flowing:
+        one_operation = _steps_back(u, t) == 2  # u's own operation reads t: a branch this formula must have
+        if one_operation and grad.shape != t.shape and _max_abs(grad) <= NOISE * flowing:
             return other
     return None
 

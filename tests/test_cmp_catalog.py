@@ -736,3 +736,14 @@ def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):
     _check_everything_before(net, grads, "hpreact")
     result = cmp_in_notebook(net, grads, "hpreact", (net.bngain * grads["dh"]).detach())
     assert not result and result.diagnosis != "one_path_only" and "other paths" not in result.hint
+
+
+@pytest.mark.parametrize("tensor", ["h", "hpreact", "bnbias", "W1", "emb"])
+def test_rounding_far_above_logit_maxes_asks_about_no_branch(net, grads, tensor, capsys):
+    """From a newcomer's run: with the textbook tanh' every cell from hpreact down agrees only to rounding,
+    and cmp asked each one about the branch through logit_maxes, which only logits' formula has."""
+    _check_everything_before(net, grads, tensor)
+    right = getattr(net, tensor).grad
+    result = cmp_in_notebook(net, grads, tensor, right + right.abs().max() * 1e-7 * torch.sign(right))
+    assert result and result.diagnosis == "rounding", result.hint
+    assert "logit_maxes" not in (result.hint or "")

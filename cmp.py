@@ -916,7 +916,8 @@ def _rule_right_answer_is_zero(c):
 
 def _rule_transposed(c):
     if c.d.dim() == 2 and c.d.shape[0] == c.d.shape[1] and _close(c.d.T, c.ref):
-        return f"this is the transpose of the right answer; {_TRANSPOSE_FIX}"
+        return ("this is the transpose of the right answer; check which operand you transposed and in which "
+                f"order you multiplied: {c.tname} is square, so its shape cannot tell the arrangements apart")
     return None
 
 

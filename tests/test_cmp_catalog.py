@@ -672,7 +672,7 @@ OTHER_CASES = [
     ("dh against a NaN reference", "reference_nonfinite", ["h.grad itself contains NaN"], _case_reference_nan),
     ("db1 with a constant added", "right_answer_is_zero", ["zero up to float rounding"],
      lambda v, g: cmp("b1", g["db1"] + 1e-3, v.b1)),
-    ("warm-up dA transposed", "transposed", ["transpose of the right answer"], _case_warmup_transposed),
+    ("warm-up dA transposed", "transposed", ["transpose of the right answer", "square, so its shape cannot tell"], _case_warmup_transposed),
     ("dlogits off by 1e-7 in one entry", "almost_right", ["almost right"], _case_almost_right),
     ("dlogits with the bias b2 added", "broadcast_error", ["the same along dim 0"],
      lambda v, g: cmp("logits", g["dlogits"] + v.b2.detach(), v.logits)),

@@ -137,11 +137,21 @@ def test_only_tags_reach_the_exercise_of_all_metadata():
     assert "collapsed" in nb.cells[0].metadata, "the solution is left alone"
 
 
+def test_a_cell_whose_source_is_hidden_stays_hidden_in_the_exercise():
+    hidden = nbformat.v4.new_code_cell("x = 1")
+    hidden.metadata.update({"jupyter": {"source_hidden": True, "outputs_hidden": True}, "collapsed": True})
+    shown = nbformat.v4.new_code_cell("y = 2")
+    shown.metadata.update({"tags": ["keep"], "jupyter": {"source_hidden": False}})
+    ex = make_exercises.make_exercise(notebook(hidden, shown), "99_x.ipynb")
+    assert [c.metadata for c in ex.cells] == [{"jupyter": {"source_hidden": True}}, {"tags": ["keep"]}]
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_the_exercises_carry_no_metadata_but_tags(name):
+def test_the_exercises_carry_no_metadata_but_tags_and_hidden_source(name):
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     assert set(nb.metadata) <= set(make_exercises.NOTEBOOK_METADATA)
-    assert [c.metadata for c in nb.cells if set(c.metadata) - {"tags"}] == []
+    assert [c.metadata for c in nb.cells if set(c.metadata) - {"tags", "jupyter"}] == []
+    assert [c.metadata for c in nb.cells if c.metadata.get("jupyter", {"source_hidden": True}) != {"source_hidden": True}] == []
 
 
 @pytest.mark.parametrize("folder", ["solutions", "notebooks"])

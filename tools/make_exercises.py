@@ -14,8 +14,9 @@ In a solution notebook:
 - a cell tagged `solution` (a derivation, an explanation that gives the answer away) is dropped;
 - the cells tagged `badge`, `setup` and `parameters` are rewritten from tools/course.py, in the
   solutions too.
-Exercise notebooks are written without outputs, and their cells keep only their tags of all
-metadata (no execution timestamps, collapsed/scrolled state or widget state).
+Exercise notebooks are written without outputs, and their cells keep only their tags and
+`jupyter.source_hidden` (a cell whose code starts collapsed) of all metadata (no execution
+timestamps, output collapsed/scrolled state or widget state).
 """
 import ast
 import copy
@@ -175,6 +176,14 @@ def tags(cell):
     return cell.get("metadata", {}).get("tags", [])
 
 
+def kept_metadata(cell):
+    """What an exercise cell keeps of its metadata: its tags, and whether its source is collapsed."""
+    kept = {"tags": tags(cell)} if tags(cell) else {}
+    if cell.get("metadata", {}).get("jupyter", {}).get("source_hidden"):
+        kept["jupyter"] = {"source_hidden": True}
+    return kept
+
+
 def stamp(nb, notebook_path):
     """Rewrite the badge, setup and parameter cells from tools/course.py (in place)."""
     for cell in nb.cells:
@@ -195,7 +204,7 @@ def make_exercise(solution_nb, name):
     for index, cell in enumerate(nb.cells):
         if "solution" in tags(cell):
             continue
-        cell.metadata = nbformat.from_dict({"tags": tags(cell)} if tags(cell) else {})
+        cell.metadata = nbformat.from_dict(kept_metadata(cell))
         try:
             if cell.cell_type == "code":
                 cell.source = strip_solutions(cell.source, tensors)

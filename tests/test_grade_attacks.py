@@ -669,3 +669,28 @@ def test_sandbox_worker_without_the_allow_list():
     assert answers["grad"]["outputs"] == {"ok": [False, False]}, answers["grad"]
     assert answers["import"]["error"].startswith("ImportError"), answers["import"]
     assert answers["builtins"]["error"].startswith("NameError"), answers["builtins"]
+
+
+@BWRAP
+def test_a_worker_that_kills_its_parent_costs_one_answer_and_every_row_is_written(monkeypatch, tmp_path):
+    """What no allow-list lets an answer do, done by the worker process itself: the first worker of the
+    run kills its parent (bubblewrap's process in its sandbox). The grader sees the worker gone, scores
+    that answer 0, starts a new worker for the rest, and writes a row for every submission."""
+    real, calls = sandbox._bwrap_command, []
+
+    def command(memory):
+        calls.append(memory)
+        normal = real(memory)
+        if len(calls) > 1:
+            return normal
+        return normal[:-2] + ["-c", "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"]
+    monkeypatch.setattr(sandbox, "_bwrap_command", command)
+    cls = tmp_path / "class"
+    for name in ["a.ipynb", "b.ipynb"]:
+        grade_class.save(notebook("02"), cls / name)
+    rows = cli.grade(cls, tmp_path / "out", jobs=1, timeout=TIMEOUT, seed=SEED, train_steps=TRAIN_STEPS,
+                     progress_bar=False, isolation="bubblewrap")
+    assert [r["submission"] for r in rows] == ["a.ipynb", "b.ipynb"]
+    first, second = rows
+    assert first["status"] == "error" and first["score"] == first["max_score"] - 1, first
+    assert second["status"] == "graded" and second["score"] == second["max_score"], second

@@ -127,18 +127,24 @@ def leaks(solution, exercise):
     return found
 
 
+def hints_after(cells, index):
+    """The text of the hint cells between code cell `index` and the next code cell."""
+    hints = []
+    for after in cells[index + 1:]:
+        if after["cell_type"] == "code":
+            break
+        if "hint" in after.get("metadata", {}).get("tags", []):
+            hints.append(text(after))
+    return hints
+
+
 def blanks_without_hints(exercise):
     """[(cell index, name)] of blanks with no hint cell after them naming them and a shape."""
     cells, missing = exercise["cells"], []
     for index, cell in enumerate(cells):
         if cell["cell_type"] != "code":
             continue
-        hints = []
-        for after in cells[index + 1:]:
-            if after["cell_type"] == "code":
-                break
-            if "hint" in after.get("metadata", {}).get("tags", []):
-                hints.append(text(after))
+        hints = hints_after(cells, index)
         for name in PLACEHOLDER.findall(text(cell)):
             names = {name, name[1:]} if name.startswith("d") and len(name) > 1 else {name}
             if not any(SHAPE.search(h) and any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", h) for n in names)
@@ -490,12 +496,7 @@ def stated_solutions(solution):
     for index, cell in enumerate(cells):
         if cell["cell_type"] != "code":
             continue
-        hints = []
-        for after in cells[index + 1:]:
-            if after["cell_type"] == "code":
-                break
-            if "hint" in after.get("metadata", {}).get("tags", []):
-                hints.append(text(after))
+        hints = hints_after(cells, index)
         said = set().union(*(mentioned(h, notebook_symbols) for h in hints))
         for code in marked_regions(text(cell)):
             for _, line in logical_lines(code):

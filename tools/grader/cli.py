@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import course as settings  # noqa: E402  (tools/course.py: the course's one list of helper files)
 
 from . import plan as planning
-from . import policy, reference, report, run, sandbox, score, submissions
+from . import reference, report, run, sandbox, score, submissions
 from .course import ROOT, SOLUTIONS, TRAINING, load_course
 from .report import UsageError
 
@@ -158,12 +158,9 @@ def _grade_one(sid, prepared, course, recordings, options):
 def _explain_dependent_items(exercise, plan, items):
     """An answer that calls other answer functions (04's backward chains the six layers) runs with the
     student's own: when one of those is wrong, say that, not what the chain computed."""
-    functions = {g.function for g in exercise.groups if g.function}
     wrong = {it["item"] for it in items if not it["points"]}
     for it in items:
-        calls = set()
-        for group in exercise.groups_of(it["item"]):
-            calls |= policy.loaded_names(plan.code.get(group.key, "")) & functions - {it["item"]}
+        calls = set().union(*(plan.calls(group.key) for group in exercise.groups_of(it["item"])))
         if it["item"] in wrong and calls & wrong and it["status"] not in ("not run", "not done", "timeout"):
             names = ", ".join(f"`{name}`" for name in sorted(calls & wrong))
             it.update(status="not checked", diagnosis="depends",

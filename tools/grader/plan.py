@@ -36,6 +36,12 @@ class Plan:
     def program(self):
         return {"code": self.code, "definitions": self.definitions}
 
+    def calls(self, key):
+        """The other answer functions the student's code of group `key` calls (04's backward: the six layers)."""
+        own = next((g.function for g in self.exercise.groups if g.key == key), None)
+        functions = {g.function for g in self.exercise.groups if g.function} - {own}
+        return policy.loaded_names(self.code.get(key, "")) & functions
+
 
 def judged_entries(entries):
     """The recorded entries an answer is judged on: those with a check if any has one, else all."""

@@ -7,7 +7,7 @@ once every function is right (reference.train).
 import time
 from dataclasses import dataclass
 
-from . import policy, reference
+from . import reference
 from .sandbox import Worker, WorkerGone
 
 
@@ -40,21 +40,13 @@ class Session:
             self.worker = None
 
 
-def _callees(plan):
-    """{group key: the answer functions its code calls} (04's backward calls the six layers)."""
-    functions = {g.function: g.key for g in plan.exercise.groups if g.function}
-    return {key: {functions[n] for n in policy.loaded_names(code) if n in functions and functions[n] != key}
-            for key, code in plan.code.items()}
-
-
 def execute(plan, *, timeout, memory, isolation):
     """{(key, variant, entry): answer dict, or Failure for every request of a group that failed}."""
     results, failed, session = {}, {}, Session(plan, memory=memory, isolation=isolation)
-    callees = _callees(plan)
     try:
         for request in plan.requests:
             where = (request.key, request.variant, request.entry)
-            stuck = sorted(k for k in callees.get(request.key, ()) if k in failed)
+            stuck = [g for g in plan.exercise.groups if g.function in plan.calls(request.key) and g.key in failed]
             if stuck and request.key not in failed:  # it would only wait for the same endless function again
                 failed[request.key] = Failure("skipped", "it calls an answer function that did not finish")
             if request.key in failed:

@@ -238,6 +238,8 @@ def test_exercises_2_and_3(graded):
     assert row["02:dlogits"] == row["02:dlogits_ls"] == row["02:gap"] == "1" and row["max_score"] == "5"
     row = graded["rows"]["ex2_transfer.ipynb"]
     assert row["02:dlogits_ls"] == "1" and row["02:gap"] == "0" and int(row["score"]) == 4
+    item = graded["items"][("ex2_transfer.ipynb", "gap")]
+    assert (item["status"], item["points"]) == ("wrong", "0"), item  # compared with the solution's value, not crashed
     row = graded["rows"]["ex3.ipynb"]
     assert (row["exercise"], row["status"]) == ("03", "graded")
     assert int(row["score"]) == int(row["max_score"]) - 1 and row["03:dbnbias"] == "0"  # (64,) for a (1, 64)

@@ -72,6 +72,10 @@ def graded(tmp_path_factory):
     grade_class.save(answer("00", {"dA_product": "dA_product = dA"}), cls / "ex0_copy.ipynb")
     grade_class.save(answer("03", {"dhprebn": "dhprebn = dhprebn_paths"}), cls / "ex3_copy.ipynb")
     grade_class.save(answer("02"), cls / "ex2.ipynb")
+    smoothed = {"dlogits_ls": "q = torch.full((n, vocab_size), eps / vocab_size)\nq[range(n), Yb] += 1 - eps\n"
+                              "dlogits_ls = (F.softmax(logits, 1) - q) / n",  # the target built as a tensor
+                "gap": "gap = math.log(vocab_size * (1 - eps) / eps)"}  # 243, not 244: the + 1 left out
+    grade_class.save(answer("02", smoothed), cls / "ex2_transfer.ipynb")
     grade_class.save(answer("03", {"dbnbias": "dbnbias = dhpreact.sum(0)"}), cls / "ex3.ipynb")
     grade_class.save(answer("04"), cls / "ex4" / "full.ipynb")
     wrong_layer = {"dlogits": "dlogits = F.softmax(logits, 1) - F.one_hot(Yb, vocab_size)"}  # the 1/n left out
@@ -110,7 +114,7 @@ def test_exit_status_and_one_row_per_submission(graded):
     assert graded["code"] == 0
     assert sorted(graded["rows"]) == sorted([
         "blank.ipynb", "copied.ipynb", "corrupt.ipynb", "ex0_copy.ipynb", "ex3_copy.ipynb", "hard_coded.ipynb",
-        "ex2.ipynb", "ex3.ipynb", "ex4/full.ipynb",
+        "ex2.ipynb", "ex2_transfer.ipynb", "ex3.ipynb", "ex4/full.ipynb",
         "ex4/honest.ipynb", "ex4/wrong.ipynb", "ex5/blank.ipynb", "ex5/full.ipynb", "exit.ipynb", "full.ipynb",
         "endless_loop.ipynb", "honest.ipynb", "mine.ipynb", "notes.ipynb", "wrong/one.ipynb"])  # checkpoints skipped
     for submission in graded["rows"]:
@@ -231,7 +235,11 @@ def test_files_that_cannot_be_graded(graded):
 def test_exercises_2_and_3(graded):
     row = graded["rows"]["ex2.ipynb"]
     assert (row["exercise"], row["status"]) == ("02", "graded") and row["score"] == row["max_score"]
-    assert row["02:dlogits"] == "1"
+    assert row["02:dlogits"] == row["02:dlogits_ls"] == row["02:gap"] == "1" and row["max_score"] == "5"
+    row = graded["rows"]["ex2_transfer.ipynb"]
+    assert row["02:dlogits_ls"] == "1" and row["02:gap"] == "0" and int(row["score"]) == 4
+    item = graded["items"][("ex2_transfer.ipynb", "gap")]
+    assert (item["status"], item["points"]) == ("wrong", "0"), item  # compared with the solution's value, not crashed
     row = graded["rows"]["ex3.ipynb"]
     assert (row["exercise"], row["status"]) == ("03", "graded")
     assert int(row["score"]) == int(row["max_score"]) - 1 and row["03:dbnbias"] == "0"  # (64,) for a (1, 64)

@@ -417,7 +417,7 @@ MIN_TERMS = 4
 MOST_TERMS = 0.8
 METHODS = {"sum", "mean", "T", "view", "exp", "log", "max", "one_hot", "index_add_", "softmax"}
 METHOD_WORDS = {"sum": r"\bsum|\\sum", "T": r"transpos", "exp": r"\bexp|e\^", "log": r"\blog\b|\\log",
-                "mean": r"\bmean\b", "max": r"\bmax\b|\\max"}
+                "mean": r"\bmean\b", "max": r"\bmax\b|\\max", "softmax": r"softmax", "one_hot": r"one.hot"}
 LATEX_TOKEN = re.compile(r"\\hat\{[a-zA-Z]\}|\\[a-zA-Z]+|[a-zA-Z]|\^-?[\d.]+|\d+(?:\.\d+)?|[-+*/=()]")
 
 
@@ -506,23 +506,23 @@ def stated_solutions(solution):
     return stated
 
 
-# 00-03 derive; 04 and 05 reuse what was derived, and a hint there may list a known formula's
-# ingredients ("use your expression from exercise 3: it needs dhpreact, bnraw, ..."): today 04's
-# dhprebn (6 of 7 terms) and 05's (7 of 7). Whether those count as stated is open (issue 17).
-DERIVING = [name for name in NAMES if name[:2] in {"00", "01", "02", "03"}]
-
-
-@pytest.mark.parametrize("name", DERIVING)
+# 04 and 05 reuse what 00-03 derived. A hint there that lists a known formula's ingredients ("use
+# your expression from exercise 3: it needs dhpreact, bnraw, bnvar_inv, bngain, n and two sums")
+# states it as much as one that derives it: the student only has to arrange them. So the check
+# holds for every notebook.
+@pytest.mark.parametrize("name", NAMES)
 def test_no_blanks_hints_state_most_of_its_solutions_terms(name):
     assert stated_solutions(load(ROOT / "solutions" / name)) == []
 
 
 
-def with_hint(solution, blank, hint):
-    """A copy of `solution` with `hint` added to the hints of the code cell that assigns `blank`."""
+def with_hint(solution, blank, hint, cell_id=None):
+    """A copy of `solution` with `hint` added to the hints of the code cell that assigns `blank` (in a
+    function too; the cell with id `cell_id` when several do)."""
     copied = copy.deepcopy(solution)
     cells = copied["cells"]
-    index = next(i for i, c in enumerate(cells) if c["cell_type"] == "code" and re.search(rf"^{blank} =", text(c), re.M))
+    index = next(i for i, c in enumerate(cells) if c["cell_type"] == "code" and re.search(rf"^\s*{blank} =", text(c), re.M)
+                 and cell_id in (None, c.get("id")))
     cells.insert(index + 1, {"cell_type": "markdown", "metadata": {"tags": ["hint"]}, "source": hint})
     return copied
 
@@ -558,3 +558,26 @@ def test_the_terms_checker_reads_code_numbers_and_words_and_lets_a_shape_hint_pa
     assert [line for line, _, _ in stated_solutions(solution)] == ["dbndiff = bnvar_inv * dbnraw + 2 * bndiff * dbndiff2"]
     solution["cells"][-1]["source"] = r"Power rule: $-\frac{1}{2}(x + 10^{-5})^{-1.5}$ times `dbnvar_inv`, with x = `bnvar`."
     assert [line for line, _, _ in stated_solutions(solution)] == ["dbnvar = -0.5 * (bnvar + 1e-5)**-1.5 * dbnvar_inv"]
+
+
+# Hints 04 and 05 had before issue 17: the ingredients of exercise 3's formula, listed (04's with its
+# hint 1 of today, which names the two parameter gradients).
+OLD_04_BATCHNORM_HINT = (r"`bngain` and `bnbias` are broadcast down the 32 rows: each gradient is a sum over dim 0 (keeping "
+                         r"it) of the local derivative times `dhpreact`. For `dhprebn`, use your one expression from "
+                         r"exercise 3: it needs `dhpreact`, `bnraw`, `bnvar_inv`, `bngain`, $n$, and two sums over the "
+                         r"batch.")
+OLD_05_S5_HINT = (r"`dhprebn` is (32, 64) like `hprebn`. You have `dhpreact` and `bnraw` (32, 64), `bnvar_inv`, `bngain`, "
+                  r"`dbngain` and `dbnbias` (1, 64), and `n`. A right `dhprebn` sums to zero down each column (that is "
+                  r"why `b1`'s gradient is zero): does the teammate's?")
+
+
+@pytest.mark.parametrize("name, cell_id, hints", [
+    ("04_training_without_autograd.ipynb", "bb688f24", [OLD_04_BATCHNORM_HINT]),
+    ("05_debugging_lab.ipynb", "s5-fix", [OLD_05_S5_HINT]),
+])
+def test_the_terms_checker_catches_04_and_05s_old_ingredient_lists(name, cell_id, hints):
+    solution = load(ROOT / "solutions" / name)
+    assert [line for line, _, _ in stated_solutions(solution) if line.startswith("dhprebn =")] == []
+    for hint in hints:
+        solution = with_hint(solution, "dhprebn", hint, cell_id)
+    assert [line for line, _, _ in stated_solutions(solution) if line.startswith("dhprebn =")], name

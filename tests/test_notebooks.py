@@ -141,11 +141,22 @@ def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
     status = output_of(run(nb, "notebooks"), "s1-localise").splitlines()
     assert len(status) == 12 and all(re.fullmatch(r"\w+ +(ok|X)", line) for line in status), status
     assert "Write your hypothesis" in output_of(nb, "s1-reveal") and "->" not in output_of(nb, "s1-reveal")
+    tries = {  # a hypothesis: what explain() says first; whether cmp's report follows
+        "the loss layer, a sign": ("start with the layer you suspect", False),       # names no layer
+        "Cross-entropy layer": ("Add the cause too", False),                        # a layer, no cause
+        "linear2: a transposed W2": ("comes from a layer above linear2", True),     # wrong only downstream
+        "cross_entropy layer: a flipped sign": ("The layer: right", True),
+    }
     for cell in nb.cells:
         if cell.get("id") == "s1-hypothesis":
-            cell.source = 'hypothesis_1 = "the loss layer, a sign"'
-    revealed = output_of(run(nb, "notebooks"), "s1-reveal")
-    assert "the loss layer, a sign" in revealed and "-> dlogits is -1 times the right answer" in revealed
+            cell.source = 'hypothesis_1 = "cross_entropy layer: a flipped sign"'
+        if cell.get("id") == "s1-reveal":
+            cell.source = "\n".join(f"print('---')\nexplain({h!r}, checked_1)" for h in tries)
+    revealed = output_of(run(nb, "notebooks"), "s1-reveal").split("---\n")[1:]
+    assert len(revealed) == len(tries)
+    for output, (hypothesis, (first, report)) in zip(revealed, tries.items()):
+        assert first in output and ("-> dlogits is -1 times the right answer" in output) == report, (hypothesis, output)
+        assert (f"Your hypothesis: {hypothesis}" in output) == report, (hypothesis, output)
 
 
 def test_exercise_4_check_catches_a_wrong_chain_in_backward():

@@ -780,8 +780,10 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     gain = _tensors.get("bngain")
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
-    steps = tuple(step for other, u, grad in consumers for step in [_local_step(other, u, grad, t)] if step)
     visible = _tensors_in(namespace or {})
+    names_of_nodes = {value.grad_fn: key for key, value in visible if value.grad_fn is not None}
+    steps = tuple(step for other, u, grad in consumers
+                  for step in _local_steps(other, u, grad, t, names_of_nodes))
     in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in visible
                      if value.is_floating_point() and 0 < value.numel() <= 100_000)
     index_tensors = tuple((key, value.long()) for key, value in visible if _is_index_tensor(value))
@@ -795,39 +797,70 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
 class LocalStep:
     """How t enters a checked tensor u, read from autograd's graph: the operation (its backward node's
     name, e.g. "MmBackward0"), what it saved (float64), which of its inputs is t (or t plus a constant),
-    and the gradient arriving at it (u's)."""
+    and the gradient arriving at it (u's).
+
+    power: when the input is not t itself but a power of it that was not checked (bnraw = bndiff * bnvar_inv
+    with bnvar_inv = (bnvar + 1e-5)**-0.5, for t = bnvar), (its name, its local derivative p * base**(p-1)):
+    the step's contribution is multiplied by it on the way to t."""
     consumer: str
     op: str
     saved: dict
     input_index: int
     incoming: torch.Tensor
     t_values: torch.Tensor
+    power: tuple = None
 
 
 _SAVED = {"MulBackward0": ("self", "other"), "MmBackward0": ("self", "mat2"), "ExpBackward0": ("result",),
           "TanhBackward0": ("result",), "PowBackward0": ("self", "exponent"), "SumBackward1": ()}
 
 
-def _local_step(name, u, grad, t):
+def _local_steps(name, u, grad, t, names_of_nodes):
+    """[the LocalStep by which t enters u], or [] when there is none; when t enters u's product through a
+    power that was not checked (bnvar through bnvar_inv into bnraw), that power is a step too, with the
+    product's contribution as the gradient arriving at it."""
+    step = _local_step(name, u, grad, t, names_of_nodes)
+    if step is None:
+        return []
+    if step.power is None or step.power[0] is None or _other_operand(step) is None:
+        return [step]  # no unchecked power, or one without a name that a message could use
+    power_name, _, node = step.power
+    arriving = _step_contribution(replace(step, power=None), _other_operand(step), step.t_values.shape)
+    saved = _saved_values(node)
+    if arriving is None or saved is None or arriving.shape != step.t_values.shape:
+        return [step]
+    return [step, LocalStep(power_name, "PowBackward0", saved, 0, arriving, step.t_values)]
+
+
+def _saved_values(node):
+    """What autograd's node saved for its backward pass, in float64, or None when it is not there."""
+    try:
+        saved = {key: getattr(node, "_saved_" + key) for key in _SAVED[type(node).__name__]}
+    except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
+        return None
+    if any(value is None for value in saved.values()):
+        return None  # e.g. a product with a Python number, which autograd keeps elsewhere
+    return {key: torch.as_tensor(value).detach().to(torch.float64) for key, value in saved.items()}
+
+
+def _local_step(name, u, grad, t, names_of_nodes=None):
     """The LocalStep by which t enters u, when u's gradient arrives at it unchanged; else None.
 
     u's own operation, or one below additions (hprebn = embcat @ W1 + b1: the matmul); its input may be
-    t itself or t plus a constant (bnvar + 1e-5). Needs the graph kept: loss.backward(retain_graph=True)."""
+    t itself, t plus a constant (bnvar + 1e-5), or a power of those of t's shape (bnvar_inv for bnvar).
+    Needs the graph kept: loss.backward(retain_graph=True)."""
     node = u.grad_fn
     for _ in range(3):
         if node is None:
             return None
         children = [child for child, _ in node.next_functions]
         for index, child in enumerate(children):
-            if _is_t_or_t_plus_constant(child, t) and type(node).__name__ in _SAVED:
-                try:
-                    saved = {key: getattr(node, "_saved_" + key) for key in _SAVED[type(node).__name__]}
-                except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
+            power = None if _is_t_or_t_plus_constant(child, t) else _power_of_t(child, t, names_of_nodes or {})
+            if (power or _is_t_or_t_plus_constant(child, t)) and type(node).__name__ in _SAVED:
+                saved = _saved_values(node)
+                if saved is None:
                     return None
-                if any(value is None for value in saved.values()):
-                    return None  # e.g. a product with a Python number, which autograd keeps elsewhere
-                saved = {key: torch.as_tensor(value).detach().to(torch.float64) for key, value in saved.items()}
-                return LocalStep(name, type(node).__name__, saved, index, grad, t.detach().to(torch.float64))
+                return LocalStep(name, type(node).__name__, saved, index, grad, t.detach().to(torch.float64), power)
         if type(node).__name__ != "AddBackward0":
             return None
         following = [child for child in children if child is not None and type(child).__name__ != "AccumulateGrad"]
@@ -835,6 +868,18 @@ def _local_step(name, u, grad, t):
             return None
         node = following[0]
     return None
+
+
+def _power_of_t(node, t, names_of_nodes):
+    """(its name in your notebook or None, its local derivative, the node) when node is a power of t (or of t plus a constant) with a
+    number as exponent and t's shape, like bnvar_inv = (bnvar + 1e-5)**-0.5; else None."""
+    if type(node).__name__ != "PowBackward0" or not _is_t_or_t_plus_constant(node.next_functions[0][0], t):
+        return None
+    saved = _saved_values(node)
+    if saved is None or saved["self"].shape != t.shape or saved["exponent"].numel() != 1:
+        return None
+    base, p = saved["self"], saved["exponent"].item()
+    return names_of_nodes.get(node), p * base ** (p - 1), node
 
 
 def _is_t_or_t_plus_constant(node, t):
@@ -1361,7 +1406,7 @@ def _rule_one_path_only(c):
         operand = _other_operand(step)
         part = None if operand is None else _step_contribution(step, operand, c.d.shape)
         if part is not None and _explains(part, c.d, c.ref):
-            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`; but {c.tname} is used "
+            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`{_by_way_of(step)}; but {c.tname} is used "
                     "elsewhere too, and the gradients from all its uses add up")
     if c.d.dim() < 2:
         return None
@@ -1389,13 +1434,19 @@ def _rule_branch_per_slice(c):
 
 
 def _contribution(step, local, t_shape):
-    """local * incoming, summed to t's shape where t was broadcast; None when the shapes don't allow it."""
+    """local * incoming, summed to t's shape where t was broadcast (and on through the power between them, if
+    any); None when the shapes don't allow it."""
     try:
         product = local * step.incoming
         dims = _broadcast_dims(tuple(product.shape), tuple(t_shape))
-        return product if dims is None else _sum_to(product, *dims)
+        return _through_power(step, product if dims is None else _sum_to(product, *dims))
     except RuntimeError:
         return None
+
+
+def _through_power(step, part):
+    """A step's contribution carried on to t through the unchecked power between them (see LocalStep)."""
+    return part if step.power is None or part is None else part * step.power[1]
 
 
 def _names_in_scope(c, values):
@@ -1422,10 +1473,18 @@ def _rule_swapped_operand(c):
                 continue
             saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
             what = "matmul" if step.op == "MmBackward0" else "multiplication"
-            return (f"{c.dname} matches the step through `{step.consumer}` with `{key}` where the {what} in the "
+            return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the {what} in the "
                     f"forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the forward pass "
                     "multiplied by")
     return None
+
+
+def _by_way_of(step):
+    """' (by way of `bnvar_inv`)' when the step reaches t through a power that was not checked; else ''."""
+    if step.power is None:
+        return ""
+    name = step.power[0]
+    return f" (by way of `{name}`)" if name else " (by way of a power of it)"
 
 
 def _other_operand(step):
@@ -1441,8 +1500,8 @@ def _step_contribution(step, operand, t_shape):
         return _contribution(step, operand, t_shape)
     try:
         if step.input_index == 0:      # t @ operand: the gradient is incoming @ operand.T
-            return step.incoming @ operand.T
-        return operand.T @ step.incoming  # operand @ t: operand.T @ incoming
+            return _through_power(step, step.incoming @ operand.T)
+        return _through_power(step, operand.T @ step.incoming)  # operand @ t: operand.T @ incoming
     except RuntimeError:
         return None
 

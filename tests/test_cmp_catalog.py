@@ -747,3 +747,89 @@ def test_rounding_far_above_logit_maxes_asks_about_no_branch(net, grads, tensor,
     result = cmp_in_notebook(net, grads, tensor, right + right.abs().max() * 1e-7 * torch.sign(right))
     assert result and result.diagnosis == "rounding", result.hint
     assert "logit_maxes" not in (result.hint or "")
+
+
+# ---------------------------------------------------------------------------
+# Exercise 3 (fused BatchNorm): only bngain, bnbias, bnraw, bnvar, bnmeani and hprebn are checked, in this
+# order; bnvar_inv, bndiff and the others are forward tensors only. From newcomers' reports.
+
+EXERCISE_3_ORDER = ["bngain", "bnbias", "bnraw", "bnvar", "bnmeani", "hprebn"]
+
+
+def _exercise_3_notebook(net, grads, upto, wrong=None):
+    """The notebook's variables, with the right answers of exercise 3 checked before `upto` (and `wrong`:
+    {gradient name: answer} put in, and checked, in their place)."""
+    answers = {**{"d" + name: grads["d" + name] for name in EXERCISE_3_ORDER}, **(wrong or {})}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in EXERCISE_3_ORDER[:EXERCISE_3_ORDER.index(upto)]:
+            cmp(name, answers["d" + name], getattr(net, name), strict=False)
+    return {**vars(net), **{key: answers[key] for key in ("dbngain", "dbnbias", "dbnraw", "dbnvar", "dbnmeani")},
+            "dhpreact": grads["dhpreact"]}
+
+
+def _layernorm(net):
+    """The notebook's LayerNorm transfer task: its tensors and x_ln.grad."""
+    x_ln = net.hprebn.detach().clone().requires_grad_()
+    mean_ln = x_ln.mean(1, keepdim=True)
+    var_ln = ((x_ln - mean_ln)**2).sum(1, keepdim=True) / (64 - 1)
+    s_ln = (var_ln + 1e-5)**-0.5
+    xhat_ln = (x_ln - mean_ln) * s_ln
+    y_ln = net.bngain.detach() * xhat_ln + net.bnbias.detach()
+    (y_ln * net.hpreact.grad).sum().backward()
+    return dict(x_ln=x_ln, s_ln=s_ln.detach(), xhat_ln=xhat_ln.detach(), n_hidden=64,
+                dxhat_ln=net.bngain.detach() * net.hpreact.grad)
+
+
+def _exercise_3_check(net, grads, tensor, formula, wrong=None, layernorm=False):
+    notebook = _exercise_3_notebook(net, grads, "hprebn" if layernorm else tensor, wrong)
+    if layernorm:
+        notebook.update(_layernorm(net))
+    answer = eval(formula, {"torch": torch}, notebook)
+    notebook.update({"cmp": cmp, "answer": answer})
+    exec(f"result = cmp('{tensor}', answer, {tensor}, strict=False)", notebook)
+    return notebook["result"]
+
+
+EXERCISE_3_MISTAKES = [
+    ("dbnvar with the exponent not lowered", "bnvar",
+     "(bnvar + 1e-5)**-0.5 * (dbnraw * bndiff).sum(0, keepdim=True)", "wrong_elementary_derivative",
+     ["the step through `bnvar_inv`", "(bnvar + 1e-05)**-0.5: the exponent not lowered",
+      "-0.5 * x**-1.5, with x = (bnvar + 1e-05) here"]),
+    ("dbnvar with -0.5 but the exponent not lowered", "bnvar",
+     "-0.5 * bnvar_inv * (dbnraw * bndiff).sum(0, keepdim=True)", "wrong_elementary_derivative",
+     ["-0.5 * (bnvar + 1e-05)**-0.5: the exponent not lowered"]),
+    ("dbnvar from bnraw instead of bndiff", "bnvar",
+     "-0.5 * bnvar_inv**3 * (dbnraw * bnraw).sum(0, keepdim=True)", "swapped_operand",
+     ["the step through `bnraw` (by way of `bnvar_inv`) with `bnraw`", "used `bndiff`"]),
+]
+
+
+@pytest.mark.parametrize("label, tensor, formula, rule, facts", EXERCISE_3_MISTAKES,
+                         ids=[m[0] for m in EXERCISE_3_MISTAKES])
+def test_exercise_3_mistake_is_diagnosed(net, grads, label, tensor, formula, rule, facts, capsys):
+    result = _exercise_3_check(net, grads, tensor, formula, layernorm=tensor == "x_ln")
+    assert not result and result.diagnosis == rule, result.hint
+    for fact in facts:
+        assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
+    assert "fix it first" not in result.hint
+
+
+EXERCISE_3_RIGHT = [
+    ("dbnvar", "bnvar", "-0.5 * bnvar_inv**3 * (dbnraw * bndiff).sum(0, keepdim=True)"),
+    ("dbnvar with (bnvar + eps)", "bnvar", "-0.5 * (bnvar + 1e-5)**-1.5 * (dbnraw * bndiff).sum(0)"),
+    ("dbnvar from bnraw", "bnvar", "-0.5 * bnvar_inv**2 * (dbnraw * bnraw).sum(0, keepdim=True).double()"),
+    ("dbnmeani", "bnmeani", "-bnvar_inv * dbnraw.sum(0, keepdim=True)"),
+    ("dhprebn paths", "hprebn", "bnvar_inv * dbnraw + (-bnvar_inv * dbnraw.sum(0)) / n"
+     " + (-0.5 * bnvar_inv**3 * (dbnraw * bndiff).sum(0)) * 2 / (n - 1) * bndiff"),
+    ("dhprebn fused", "hprebn", "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)"),
+    ("dhprebn fused with sums", "hprebn", "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)"
+     " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0, keepdim=True))"),
+    ("dx_ln", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))"),
+]
+
+
+@pytest.mark.parametrize("label, tensor, formula", EXERCISE_3_RIGHT, ids=[m[0] for m in EXERCISE_3_RIGHT])
+def test_exercise_3_right_answer_in_another_form_is_accepted(net, grads, label, tensor, formula, capsys):
+    result = _exercise_3_check(net, grads, tensor, formula, layernorm=tensor == "x_ln")
+    assert result.diagnosis in (None, "rounding") or (result.diagnosis == "dtype" and result.values_right), result.hint

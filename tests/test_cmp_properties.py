@@ -108,6 +108,7 @@ def test_any_small_graph_gives_a_registered_diagnosis_and_no_internal_error(ops,
         y.retain_grad()
         steps.append(y)
     (y * torch.randn(4, 4, generator=g, dtype=torch.float64)).sum().backward(retain_graph=keep_graph)
+    assume(all(torch.isfinite(step.grad).all() for step in steps + [x]))  # exp of exp can overflow
     answer = {"times 2": x.grad * 2, "plus noise": x.grad + 0.1 * torch.randn(4, 4, generator=g, dtype=torch.float64),
               "zeros in a row": x.grad * (torch.arange(4) != 1).view(4, 1)}[wrong]
     with contextlib.redirect_stdout(io.StringIO()):

@@ -1176,10 +1176,11 @@ def _number(x):
     return str(fraction) if fraction and abs(float(fraction) - x) <= NUMBER_EXACT * abs(x) else f"{x:.3g}"
 
 
-def _standardised_columns(x):
-    """(x̂, s): x standardised column by column, and s = 1/std (Bessel-corrected, with the lecture's eps)."""
-    centred = x - x.mean(0, keepdim=True)
-    s = ((centred ** 2).sum(0, keepdim=True) / (x.shape[0] - 1) + BN_EPS) ** -0.5
+def _standardised(x, dim=0):
+    """(x̂, s): x standardised along dim (dim 0: column by column, as BatchNorm; dim 1: row by row, as
+    LayerNorm), and s = 1/std (Bessel-corrected, with the lecture's eps)."""
+    centred = x - x.mean(dim, keepdim=True)
+    s = ((centred ** 2).sum(dim, keepdim=True) / (x.shape[dim] - 1) + BN_EPS) ** -0.5
     return centred * s, s
 
 
@@ -1187,7 +1188,7 @@ def _rule_variance_term(c):
     """Fused BatchNorm: the error is a multiple of the standardised input, column by column."""
     if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or c.d.shape[0] < 3:
         return None
-    xhat, s = _standardised_columns(c.x)
+    xhat, s = _standardised(c.x, 0)
     error = c.error
     coefficient = (error * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True).clamp(min=_TINY)
     if not _fits(coefficient * xhat, error, within=LOOSE_FIT) or _max_abs(coefficient) == 0:
@@ -1210,6 +1211,116 @@ def _rule_variance_term(c):
         return (f"{start} is off by a different factor in each column, as if a per-column quantity (such as "
                 "1/std, or x - mean in place of x̂) were missing or extra in it")
     return f"{start} is missing or has the wrong size"
+
+
+def _norm_backward(g, xhat, s, n, sum_g, sum_gx):
+    """The fused backward pass of a normalisation, the boxed formula of exercise 3 (without the gain):
+    s/n * (n*g - sum(g) - n/(n-1) * x̂ * sum(g*x̂)), with the two sums given."""
+    return s / n * (n * g - sum_g - n / (n - 1) * xhat * sum_gx)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """t normalised along a dim, as the right answer shows: x̂ and s there, and the gradient arriving at x̂,
+    `incoming` (called `incoming_name` in your notebook); when the gain is known, also the gradient arriving at
+    the output, `outgoing` = incoming / gain (`outgoing_name`)."""
+    dim: int
+    xhat: torch.Tensor
+    xhat_name: str
+    s: torch.Tensor
+    incoming: torch.Tensor
+    incoming_name: str
+    gain: torch.Tensor = None
+    outgoing: torch.Tensor = None
+    outgoing_name: str = None
+
+
+def _normalisation(c):
+    """The Normalisation whose fused backward pass is the right answer, found from the tensors of your notebook
+    and the checked gradients; or None (t is not normalised, or no tensor there is the gradient at x̂)."""
+    if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or min(c.d.shape) < 3:
+        return None
+    named = [(f"d{name}", grad) for name, u, grad in c.consumers if grad.shape == c.d.shape]
+    named = list(reversed(named + [(key, values) for key, values in c.in_scope if values.shape == c.d.shape]))
+    # the last assigned first: after dxhat_ln = bngain * dhpreact, the same numbers as dbnraw are dxhat_ln
+    gain = c.bn_gain[0] if c.bn_gain is not None and c.bn_gain[0].shape == (1, c.d.shape[1]) else None
+    for dim in (0, 1):
+        xhat, s = _standardised(c.x, dim)
+        n = c.d.shape[dim]
+        for key, values in named:
+            if _fits(_norm_backward(values, xhat, s, n, values.sum(dim, keepdim=True),
+                                    (values * xhat).sum(dim, keepdim=True)), c.ref):
+                xhat_name = ([key for key, x in reversed(c.in_scope) if x.shape == xhat.shape and _fits(x, xhat)]
+                             or ["x̂"])[0]
+                found = Normalisation(dim, xhat, xhat_name, s, values, key)
+                outgoing = [(key, x) for key, x in named if gain is not None and _fits(gain * x, values)]
+                if outgoing:
+                    found = replace(found, gain=gain, outgoing=outgoing[0][1], outgoing_name=outgoing[0][0])
+                return found
+    return None
+
+
+def _rule_normalisation_slip(c):
+    """A fused BatchNorm or LayerNorm gradient with known slips: a sum over the other dim, the count n of the
+    other dim, or the gain taken out of sums along which it changes."""
+    norm = _normalisation(c)
+    if norm is None:
+        return None
+    dim = norm.dim
+    n, wrong_n = c.d.shape[dim], c.d.shape[1 - dim]
+    group = "column" if dim == 0 else "row"
+    forms = [(False, norm.incoming, norm.incoming_name)]  # (the gain outside the bracket, g, g's name)
+    if norm.gain is not None:
+        forms.append((True, norm.outgoing, norm.outgoing_name))
+    for gain_outside, g, g_name in forms:
+        for sum_g in _sum_choices(c, g, dim):
+            for sum_gx in _sum_choices(c, g * norm.xhat, dim):
+                for count in (n, wrong_n):
+                    candidate = _norm_backward(g, norm.xhat, norm.s, count, sum_g.values, sum_gx.values)
+                    if gain_outside:
+                        candidate = norm.gain * candidate
+                    slips = _sum_slips(sum_g, sum_gx, g_name, norm.xhat_name, dim)
+                    if count != n:
+                        slips.append(f"n = {count} where it is {n}, the number of entries normalised together (those "
+                                     f"of each {group})")
+                    if gain_outside and norm.gain.shape[dim] > 1:
+                        slips.append(f"the gain taken out of the sums as a factor: it changes along dim {dim}, the dim "
+                                     f"the sums run over, so it stays inside them (sum the gradient at x̂, like "
+                                     f"{norm.incoming_name})")
+                    if slips and _explains(candidate, c.d, c.ref):
+                        return (f"{c.dname} matches the fused formula of a normalisation along dim {dim} (each {group} "
+                                "on its own, as the right answer shows) with " + "; and ".join(slips))
+    return None
+
+
+@dataclass(frozen=True)
+class SumChoice:
+    """A tensor used where a formula sums over a dim: the sum itself ("right") or the sum over the other dim
+    ("other dim")."""
+    values: torch.Tensor
+    kind: str
+
+
+def _sum_choices(c, values, dim):
+    """The SumChoices for the sum of `values` over dim."""
+    right = values.sum(dim, keepdim=True)
+    choices = [SumChoice(right, "right"), SumChoice(values.sum(1 - dim, keepdim=True), "other dim")]
+    return choices
+
+
+def _sum_slips(sum_g, sum_gx, g_name, xhat_name, dim):
+    """What is wrong with the two sums of the fused formula, in words: [] when both are right."""
+    sums = [(sum_g, g_name), (sum_gx, f"{g_name} * {xhat_name}")]
+    other_dim = [what for choice, what in sums if choice.kind == "other dim"]
+    slips = []
+    if len(other_dim) == 1:
+        slips.append(f"the sum of {other_dim[0]} taken over dim {1 - dim} where the right formula sums over dim {dim}")
+    if len(other_dim) == 2:
+        slips.append(f"both sums (of {other_dim[0]} and of {other_dim[1]}) taken over dim {1 - dim} where the right "
+                     f"formula sums over dim {dim}")
+    if other_dim:
+        slips[-1] += " (with keepdim=True either dim gives a shape that broadcasts, so only the values show it)"
+    return slips
 
 
 def _variance_part_share(c, coefficient, xhat, s):
@@ -1768,6 +1879,11 @@ RULES = [
     Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
          "the probabilities are taken along the other dim",
          "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
+    Rule("normalisation_slip", "value", "a fused BatchNorm or LayerNorm gradient (the right answer is the fused "
+         "formula of a tensor of your notebook): yours is that formula with a sum over the other dim, the other "
+         "dim's n or the gain outside sums along which it changes",
+         "which of these slips, and the fix", "exact; before variance_term, which sees only part of the error",
+         check=_rule_normalisation_slip, local=True),
     Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
          "the variance part: missing, n-1, a sign or a size",
          "a precise formula for BatchNorm", check=_rule_variance_term, local=True),

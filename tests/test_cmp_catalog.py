@@ -693,6 +693,7 @@ def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
 
 def test_every_rule_has_a_catalogue_case_that_produces_it():
     produced = {part for mistake in MISTAKES for part in mistake[3].split("+")}
+    produced |= {mistake[3] for mistake in EXERCISE_3_MISTAKES}
     produced |= {"not_done"} | {case[1] for case in OTHER_CASES}
     assert produced == set(RULE_IDS)
 
@@ -780,11 +781,14 @@ def _layernorm(net):
                 dxhat_ln=net.bngain.detach() * net.hpreact.grad)
 
 
-def _exercise_3_check(net, grads, tensor, formula, wrong=None, layernorm=False):
+def _exercise_3_check(net, grads, tensor, formula, wrong=None):
+    """cmp(tensor, answer, tensor) in exercise 3's notebook, with the answer computed there: `formula` is code,
+    or a function of the notebook's variables. x_ln (LayerNorm) is checked after all of BatchNorm."""
+    layernorm = tensor == "x_ln"
     notebook = _exercise_3_notebook(net, grads, "hprebn" if layernorm else tensor, wrong)
     if layernorm:
         notebook.update(_layernorm(net))
-    answer = eval(formula, {"torch": torch}, notebook)
+    answer = formula(notebook) if callable(formula) else eval(formula, {"torch": torch}, notebook)
     notebook.update({"cmp": cmp, "answer": answer})
     exec(f"result = cmp('{tensor}', answer, {tensor}, strict=False)", notebook)
     return notebook["result"]
@@ -801,13 +805,38 @@ EXERCISE_3_MISTAKES = [
     ("dbnvar from bnraw instead of bndiff", "bnvar",
      "-0.5 * bnvar_inv**3 * (dbnraw * bnraw).sum(0, keepdim=True)", "swapped_operand",
      ["the step through `bnraw` (by way of `bnvar_inv`) with `bnraw`", "used `bndiff`"]),
+    ("dhprebn fused with both batch sums over dim 1", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(1, keepdim=True)"
+     " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(1, keepdim=True))", "normalisation_slip",
+     ["normalisation along dim 0", "both sums (of dhpreact and of dhpreact * bnraw) taken over dim 1",
+      "sums over dim 0"]),
+    ("dhprebn fused with one batch sum over dim 1", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(1, keepdim=True) - n / (n - 1) * bnraw * dbngain)",
+     "normalisation_slip", ["the sum of dhpreact taken over dim 1 where the right formula sums over dim 0"]),
+    ("dhprebn fused with gain inside and sums over dim 1", "hprebn",
+     "bnvar_inv / n * (n * dbnraw - dbnraw.sum(1, keepdim=True)"
+     " - n / (n - 1) * bnraw * (dbnraw * bnraw).sum(1, keepdim=True))", "normalisation_slip",
+     ["both sums (of dbnraw and of dbnraw * bnraw) taken over dim 1"]),
+    ("dx_ln with the sums over dim 0", "x_ln",
+     "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(0, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(0, keepdim=True))", "normalisation_slip",
+     ["normalisation along dim 1 (each row on its own", "both sums (of dxhat_ln and of dxhat_ln * xhat_ln) taken "
+      "over dim 0 where the right formula sums over dim 1"]),
+    ("dx_ln with n = 32", "x_ln",
+     "s_ln / n * (n * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - n / (n - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
+     ["n = 32 where it is 64", "each row"]),
+    ("dx_ln with the gain pulled out of the bracket", "x_ln",
+     "bngain * s_ln / n_hidden * (n_hidden * dhpreact - dhpreact.sum(1, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dhpreact * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
+     ["the gain taken out of the sums", "changes along dim 1", "dxhat_ln"]),
 ]
 
 
 @pytest.mark.parametrize("label, tensor, formula, rule, facts", EXERCISE_3_MISTAKES,
                          ids=[m[0] for m in EXERCISE_3_MISTAKES])
 def test_exercise_3_mistake_is_diagnosed(net, grads, label, tensor, formula, rule, facts, capsys):
-    result = _exercise_3_check(net, grads, tensor, formula, layernorm=tensor == "x_ln")
+    result = _exercise_3_check(net, grads, tensor, formula)
     assert not result and result.diagnosis == rule, result.hint
     for fact in facts:
         assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
@@ -826,10 +855,19 @@ EXERCISE_3_RIGHT = [
      " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0, keepdim=True))"),
     ("dx_ln", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
      " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))"),
+    ("dx_ln with the gain written out, without keepdim", "x_ln",
+     "s_ln * (bngain * dhpreact - (bngain * dhpreact).mean(1).view(32, 1) - xhat_ln"
+     " * (bngain * dhpreact * xhat_ln).sum(1).view(32, 1) / (n_hidden - 1))"),
+    ("dx_ln in float64", "x_ln", "(s_ln.double() / n_hidden * (n_hidden * dxhat_ln.double()"
+     " - dxhat_ln.double().sum(1, keepdim=True) - n_hidden / (n_hidden - 1) * xhat_ln.double()"
+     " * (dxhat_ln.double() * xhat_ln.double()).sum(1, keepdim=True)))"),
+    ("dhprebn fused in float64", "hprebn", "(bngain.double() * bnvar_inv.double() / n * (n * dhpreact.double()"
+     " - dbnbias.double() - n / (n - 1) * bnraw.double() * dbngain.double()))"),
 ]
 
 
 @pytest.mark.parametrize("label, tensor, formula", EXERCISE_3_RIGHT, ids=[m[0] for m in EXERCISE_3_RIGHT])
 def test_exercise_3_right_answer_in_another_form_is_accepted(net, grads, label, tensor, formula, capsys):
-    result = _exercise_3_check(net, grads, tensor, formula, layernorm=tensor == "x_ln")
+    result = _exercise_3_check(net, grads, tensor, formula)
     assert result.diagnosis in (None, "rounding") or (result.diagnosis == "dtype" and result.values_right), result.hint
+

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import cmp as cmp_module
 from cmp import cmp
 from lecture import GRAD_NAMES, manual_backward
-from test_cmp_catalog import _check_everything_before, cmp_in_notebook, forward_keeping_the_graph
+from test_cmp_catalog import _check_everything_before, _exercise_3_check, cmp_in_notebook, forward_keeping_the_graph
 
 ACCEPTING = {None, "rounding", "zero_up_to_rounding", "branch_invisible", "zero_answer_is_right"}
 DESCRIBING = {"wrong_values", "partly_right", "almost_right"}  # they say what differs, not why
@@ -78,6 +78,37 @@ def test_a_random_scramble_gets_no_explanation(net, grads, index, kind, share, s
     assume(not result)  # a scramble of a gradient that is zero up to rounding can still be allclose
     allowed = DESCRIBING | ({"right_answer_is_zero"} if name in ("dlogit_maxes", "db1") else set())
     assert result.diagnosis in allowed, f"{name}, {kind}: {result.diagnosis}: {result.hint}"
+
+
+EXERCISE_3_TENSORS = ["bnvar", "bnmeani", "hprebn", "x_ln"]
+
+
+@SETTINGS
+@given(tensor=st.sampled_from(EXERCISE_3_TENSORS), form=st.sampled_from(sorted(ODD_FORMS)))
+def test_exercise_3_right_answer_in_an_odd_form_is_accepted_without_advice(net, grads, tensor, form):
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = _exercise_3_check(net, grads, tensor, lambda notebook: ODD_FORMS[form](notebook[tensor].grad))
+    assert result and result.diagnosis in ACCEPTING, result.hint
+
+
+@SETTINGS
+@given(tensor=st.sampled_from(EXERCISE_3_TENSORS),
+       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
+       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]), seed=st.integers(0, 2**31))
+def test_exercise_3_random_scramble_gets_no_explanation(net, grads, tensor, kind, share, size, seed):
+    """Exercise 3's flow: bnvar_inv unchecked (a power step read through bnraw), LayerNorm's x_ln."""
+    cmp_module.reset()
+    scrambled = {}
+
+    def scramble(notebook):
+        scrambled["dt"], scrambled["changed"] = _scramble(notebook[tensor].grad, kind, share, size, seed)
+        return scrambled["dt"]
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = _exercise_3_check(net, grads, tensor, scramble)
+    assume(scrambled["changed"] and not result)
+    assert result.diagnosis in DESCRIBING, f"{tensor}, {kind}: {result.diagnosis}: {result.hint}"
 
 
 OPS = {

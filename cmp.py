@@ -345,8 +345,11 @@ def _blame_upstream(result, upstream):
 
     A loose value diagnosis (a factor, some rows or entries wrong) could describe only the inherited error,
     so it is replaced. A local one (Rule.local: a precise wrong formula for this step) and a shape or
-    dtype one are the student's own: kept, with the note."""
+    dtype one are the student's own: kept, with the note; without it when the rule rebuilt the whole answer
+    from right gradients (Rule.whole_answer): then the answer does not depend on the wrong one."""
     rule = _RULES_BY_ID.get(result.diagnosis)
+    if rule is not None and rule.whole_answer:
+        return result
     if rule is not None and rule.stage == "value" and not rule.local:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
@@ -1261,8 +1264,8 @@ def _normalisation(c):
 
 
 def _rule_normalisation_slip(c):
-    """A fused BatchNorm or LayerNorm gradient with known slips: a sum over the other dim, the count n of the
-    other dim, or the gain taken out of sums along which it changes."""
+    """A fused BatchNorm or LayerNorm gradient with known slips: a sum over the other dim, a tensor that was not
+    summed in place of a sum, the count n of the other dim, or the gain taken out of sums along which it changes."""
     norm = _normalisation(c)
     if norm is None:
         return None
@@ -1295,16 +1298,20 @@ def _rule_normalisation_slip(c):
 
 @dataclass(frozen=True)
 class SumChoice:
-    """A tensor used where a formula sums over a dim: the sum itself ("right") or the sum over the other dim
-    ("other dim")."""
+    """A tensor used where a formula sums over a dim: the sum itself ("right"), the sum over the other dim
+    ("other dim"), or a tensor of your notebook that holds the numbers without the sum ("not summed", `name`)."""
     values: torch.Tensor
     kind: str
+    name: str = None
 
 
 def _sum_choices(c, values, dim):
     """The SumChoices for the sum of `values` over dim."""
     right = values.sum(dim, keepdim=True)
     choices = [SumChoice(right, "right"), SumChoice(values.sum(1 - dim, keepdim=True), "other dim")]
+    for key, tensor in c.in_scope:
+        if tensor.shape != right.shape and tensor.shape == values.shape and _fits(tensor, values):
+            choices.append(SumChoice(tensor, "not summed", key))
     return choices
 
 
@@ -1320,6 +1327,11 @@ def _sum_slips(sum_g, sum_gx, g_name, xhat_name, dim):
                      f"formula sums over dim {dim}")
     if other_dim:
         slips[-1] += " (with keepdim=True either dim gives a shape that broadcasts, so only the values show it)"
+    for choice, what in sums:
+        if choice.kind == "not summed":
+            slips.append(f"`{choice.name}` {tuple(choice.values.shape)} in place of the sum of {what} over dim {dim}: "
+                         f"`{choice.name}` was not summed, and broadcasting spread it without an error; sum it with "
+                         f".sum({dim}, keepdim=True)")
     return slips
 
 
@@ -1768,6 +1780,8 @@ class Rule:
     check: object = None  # shape and value rules: a function(case) -> message, or None to stay silent
     local: bool = False   # it recognises a precise wrong formula for this very step: an error inherited from
                           # a wrong earlier gradient cannot mimic it, so it is kept below one (with a note)
+    whole_answer: bool = False  # it rebuilds your whole answer from the forward pass, gradients that are right
+                                # and the tensors it names: no other wrong gradient checked before is in it
 
 
 RULES = [
@@ -1880,10 +1894,10 @@ RULES = [
          "the probabilities are taken along the other dim",
          "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
     Rule("normalisation_slip", "value", "a fused BatchNorm or LayerNorm gradient (the right answer is the fused "
-         "formula of a tensor of your notebook): yours is that formula with a sum over the other dim, the other "
-         "dim's n or the gain outside sums along which it changes",
+         "formula of a tensor of your notebook): yours is that formula with a sum over the other dim, a tensor not "
+         "summed in place of a sum, the other dim's n or the gain outside sums along which it changes",
          "which of these slips, and the fix", "exact; before variance_term, which sees only part of the error",
-         check=_rule_normalisation_slip, local=True),
+         check=_rule_normalisation_slip, local=True, whole_answer=True),
     Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
          "the variance part: missing, n-1, a sign or a size",
          "a precise formula for BatchNorm", check=_rule_variance_term, local=True),

@@ -871,3 +871,15 @@ def test_exercise_3_right_answer_in_another_form_is_accepted(net, grads, label, 
     result = _exercise_3_check(net, grads, tensor, formula)
     assert result.diagnosis in (None, "rounding") or (result.diagnosis == "dtype" and result.values_right), result.hint
 
+
+def test_exercise_3_a_broadcast_dbngain_is_named_and_dbnvar_not_blamed(net, grads, capsys):
+    """Step 5 with a (32, 64) dbngain (its own check said: not summed) and a wrong dbnvar checked before: the
+    fused formula does not use dbnvar, so cmp names the broadcast and blames nothing."""
+    wrong = {"dbngain": (net.bnraw * grads["dhpreact"]).detach(), "dbnvar": -grads["dbnvar"]}
+    result = _exercise_3_check(net, grads, "hprebn",
+                               "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
+                               wrong)
+    assert result.diagnosis == "normalisation_slip", result.hint
+    assert "`dbngain` (32, 64) in place of the sum of dhpreact * bnraw over dim 0" in result.hint
+    assert ".sum(0, keepdim=True)" in result.hint
+    assert "bnvar" not in result.hint and "fix it first" not in result.hint

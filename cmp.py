@@ -152,20 +152,23 @@ class CheckResult:
 
 _results = {}
 _tensors = {}
+_answers = {}  # {name: the gradient you passed}, to find it among your variables later
 
 
 def reset():
     """Forget all checks made so far."""
     _results.clear()
     _tensors.clear()
+    _answers.clear()
     _seen_grads.clear()
     _seen_batch.clear()
     _seen_as_variable.clear()
 
 
-def _record(result, t):
+def _record(result, t, dt=None):
     """Remember a result under its name; a new check of the same name replaces the old one."""
     _results[result.name] = result
+    _answers[result.name] = dt
     if isinstance(t, torch.Tensor):
         _tensors[result.name] = t
     else:
@@ -264,6 +267,9 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
         if stale and result.status in (Status.WRONG, Status.NO_REFERENCE):
             result = _fail(name, Status.NO_REFERENCE, stale, "stale_state")
         elif result.status == Status.WRONG:
+            unfixed = _unfixed_shape(name, t, namespace, result)
+            if unfixed:
+                result = replace(result, hint=result.hint + "\n" + unfixed, diagnosis="unfixed_shape")
             upstream = _wrong_upstream(name, t, result)
             if upstream:
                 result = _blame_upstream(result, upstream)
@@ -274,7 +280,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
     print(_report(result))
     if record:
-        _record(result, t)
+        _record(result, t, dt)
     _raise_if_strict(result, strict)
     return result
 
@@ -357,6 +363,38 @@ def _blame_upstream(result, upstream):
     return replace(result, hint=result.hint + (
         f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, "
         "fix it first"))
+
+
+def _unfixed_shape(name, t, namespace, result):
+    """A note when a gradient checked before in a wrong shape is still one of your variables in that shape, and
+    it broadcasts to t's shape with other numbers than the right one: a formula that uses it gets no error, only
+    wrong values. Only below a loose value diagnosis: a local one (Rule.local) fits your answer without it."""
+    rule = _RULES_BY_ID.get(result.diagnosis)
+    if rule is None or rule.stage != "value" or rule.local:
+        return None
+    for other, checked in _results.items():
+        answer, tensor = _answers.get(other), _tensors.get(other)
+        if other == name or checked.status != Status.WRONG or not isinstance(answer, torch.Tensor) or tensor is None:
+            continue
+        right = _grad_of(tensor)
+        if right is None or answer.shape == right.shape or not _broadcasts_to(answer.shape, t.shape):
+            continue
+        if _broadcasts_to(right.shape, t.shape) and _close(answer.expand(t.shape), right.expand(t.shape)):
+            continue  # e.g. (64,) for (1, 64): broadcast, the same numbers
+        variables = [key for key, value in namespace.items() if value is answer and not key.startswith("_")]
+        if variables:
+            return (f"`{variables[0]}`, checked before as {other}'s gradient, still has shape {tuple(answer.shape)} "
+                    f"where {other} has {tuple(right.shape)}: if your formula uses it, broadcasting spreads it over "
+                    f"{tuple(t.shape)} without an error, with the wrong numbers; fix its shape first")
+    return None
+
+
+def _broadcasts_to(shape, target):
+    """True when a tensor of `shape` broadcasts to `target` (without changing target)."""
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
 
 
 def _report(result):
@@ -1931,6 +1969,10 @@ RULES = [
          "check the local derivative and the gradient you multiply it by",
          "the last resort", check=_rule_wrong_values),
     # after: added to a result
+    Rule("unfixed_shape", "after", "a gradient checked before in a wrong shape is still one of your variables, and "
+         "broadcast to this tensor's shape its numbers are wrong", "its name and shapes: fix its shape first",
+         "added to a loose value diagnosis (a local one fits without it); before wrong_upstream, which then keeps "
+         "it and adds a note"),
     Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
          "large enough to explain this one", "fix it first", "replaces a loose value diagnosis, which may describe "
          "only the inherited error; a local one is kept, with a note"),

@@ -693,7 +693,7 @@ def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
 
 def test_every_rule_has_a_catalogue_case_that_produces_it():
     produced = {part for mistake in MISTAKES for part in mistake[3].split("+")}
-    produced |= {mistake[3] for mistake in EXERCISE_3_MISTAKES}
+    produced |= {mistake[3] for mistake in EXERCISE_3_MISTAKES} | {case[4] for case in EXERCISE_3_AFTER_WRONG_CHECKS}
     produced |= {"not_done"} | {case[1] for case in OTHER_CASES}
     assert produced == set(RULE_IDS)
 
@@ -872,14 +872,38 @@ def test_exercise_3_right_answer_in_another_form_is_accepted(net, grads, label, 
     assert result.diagnosis in (None, "rounding") or (result.diagnosis == "dtype" and result.values_right), result.hint
 
 
-def test_exercise_3_a_broadcast_dbngain_is_named_and_dbnvar_not_blamed(net, grads, capsys):
-    """Step 5 with a (32, 64) dbngain (its own check said: not summed) and a wrong dbnvar checked before: the
-    fused formula does not use dbnvar, so cmp names the broadcast and blames nothing."""
-    wrong = {"dbngain": (net.bnraw * grads["dhpreact"]).detach(), "dbnvar": -grads["dbnvar"]}
-    result = _exercise_3_check(net, grads, "hprebn",
-                               "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
-                               wrong)
-    assert result.diagnosis == "normalisation_slip", result.hint
-    assert "`dbngain` (32, 64) in place of the sum of dhpreact * bnraw over dim 0" in result.hint
-    assert ".sum(0, keepdim=True)" in result.hint
-    assert "bnvar" not in result.hint and "fix it first" not in result.hint
+
+def _unsummed_dbngain(net, grads):
+    return (net.bnraw * grads["dhpreact"]).detach()  # (32, 64): its own check says so
+
+
+# Mistakes met after other wrong checks: (label, tensor, formula, {gradient: wrong answer checked before},
+# rule, facts its message must state, facts it must not state)
+EXERCISE_3_AFTER_WRONG_CHECKS = [
+    ("dhprebn fused with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
+     lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "normalisation_slip",
+     ["`dbngain` (32, 64) in place of the sum of dhpreact * bnraw over dim 0", ".sum(0, keepdim=True)"],
+     ["bnvar", "fix it first"]),
+    ("dhprebn without Bessel and with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
+     lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "unfixed_shape",
+     ["`dbngain`, checked before as bngain's gradient, still has shape (32, 64) where bngain has (1, 64)",
+      "broadcasting spreads it over (32, 64) without an error", "`bnvar`, checked before this one, is wrong too: "
+      "if your formula uses its gradient, fix it first"], ["and bnvar is computed from this tensor"]),
+    ("dhprebn without Bessel, a (64,) dbngain checked before", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
+     lambda v, g: {"dbngain": g["dbngain"].view(64)}, "variance_term", ["Bessel"], ["still has shape"]),
+]
+
+
+@pytest.mark.parametrize("label, tensor, formula, wrong, rule, facts, not_said", EXERCISE_3_AFTER_WRONG_CHECKS,
+                         ids=[m[0] for m in EXERCISE_3_AFTER_WRONG_CHECKS])
+def test_exercise_3_mistake_after_wrong_checks(net, grads, label, tensor, formula, wrong, rule, facts, not_said,
+                                               capsys):
+    result = _exercise_3_check(net, grads, tensor, formula, wrong(net, grads))
+    assert not result and result.diagnosis == rule, result.hint
+    for fact in facts:
+        assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
+    for claim in not_said:
+        assert claim not in result.hint, f"{claim!r} in hint: {result.hint}"

@@ -1254,10 +1254,13 @@ def _rule_variance_term(c):
     return f"{start} is missing or has the wrong size"
 
 
-def _norm_backward(g, xhat, s, n, sum_g, sum_gx):
+def _norm_backward(g, xhat, s, n, sum_g, sum_gx, coefficient=None):
     """The fused backward pass of a normalisation, the boxed formula of exercise 3 (without the gain):
-    s/n * (n*g - sum(g) - n/(n-1) * x̂ * sum(g*x̂)), with the two sums given."""
-    return s / n * (n * g - sum_g - n / (n - 1) * xhat * sum_gx)
+    s/n * (n*g - sum(g) - n/(n-1) * x̂ * sum(g*x̂)), with the two sums given (and another coefficient in
+    place of n/(n-1), if given)."""
+    if coefficient is None:
+        coefficient = n / (n - 1)
+    return s / n * (n * g - sum_g - coefficient * xhat * sum_gx)
 
 
 @dataclass(frozen=True)
@@ -1303,7 +1306,8 @@ def _normalisation(c):
 
 def _rule_normalisation_slip(c):
     """A fused BatchNorm or LayerNorm gradient with known slips: a sum over the other dim, a tensor that was not
-    summed in place of a sum, the count n of the other dim, or the gain taken out of sums along which it changes."""
+    summed in place of a sum, the count n of the other dim (in some places or all), n/(n-1) left out, or the gain
+    taken out of sums along which it changes."""
     norm = _normalisation(c)
     if norm is None:
         return None
@@ -1316,14 +1320,13 @@ def _rule_normalisation_slip(c):
     for gain_outside, g, g_name in forms:
         for sum_g in _sum_choices(c, g, dim):
             for sum_gx in _sum_choices(c, g * norm.xhat, dim):
-                for count in (n, wrong_n):
-                    candidate = _norm_backward(g, norm.xhat, norm.s, count, sum_g.values, sum_gx.values)
+                for count, coefficient, count_slip in _count_choices(n, wrong_n, group):
+                    candidate = _norm_backward(g, norm.xhat, norm.s, count, sum_g.values, sum_gx.values, coefficient)
                     if gain_outside:
                         candidate = norm.gain * candidate
                     slips = _sum_slips(sum_g, sum_gx, g_name, norm.xhat_name, dim)
-                    if count != n:
-                        slips.append(f"n = {count} where it is {n}, the number of entries normalised together (those "
-                                     f"of each {group})")
+                    if count_slip:
+                        slips.append(count_slip)
                     if gain_outside and norm.gain.shape[dim] > 1:
                         slips.append(f"the gain taken out of the sums as a factor: it changes along dim {dim}, the dim "
                                      f"the sums run over, so it stays inside them (sum the gradient at x̂, like "
@@ -1332,6 +1335,18 @@ def _rule_normalisation_slip(c):
                         return (f"{c.dname} matches the fused formula of a normalisation along dim {dim} (each {group} "
                                 "on its own, as the right answer shows) with " + "; and ".join(slips))
     return None
+
+
+def _count_choices(n, wrong_n, group):
+    """[(n in s/n and n*g, the variance part's coefficient, what it says when it is not the right one)]: the right
+    n and n/(n-1), and the slips of n (the other dim's count, in some places or all) and of the coefficient."""
+    counted = f"the number of entries normalised together (those of each {group})"
+    return [(n, n / (n - 1), ""),
+            (wrong_n, wrong_n / (wrong_n - 1), f"n = {wrong_n} where it is {n}, {counted}"),
+            (wrong_n, n / (n - 1), f"n = {wrong_n} in s/n and n*g but {n} in n/(n-1): n is {n} everywhere, {counted}"),
+            (n, wrong_n / (wrong_n - 1), f"n = {wrong_n} in n/(n-1) but {n} elsewhere: n is {n} everywhere, {counted}"),
+            (n, 1.0, f"the coefficient n/(n-1) = {n}/{n - 1} of the variance part left out: it comes from the "
+                     f"forward pass's division by n-1 = {n - 1} (Bessel's correction)")]
 
 
 @dataclass(frozen=True)
@@ -1931,14 +1946,15 @@ RULES = [
     Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
          "the probabilities are taken along the other dim",
          "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
-    Rule("normalisation_slip", "value", "a fused BatchNorm or LayerNorm gradient (the right answer is the fused "
-         "formula of a tensor of your notebook): yours is that formula with a sum over the other dim, a tensor not "
-         "summed in place of a sum, the other dim's n or the gain outside sums along which it changes",
-         "which of these slips, and the fix", "exact; before variance_term, which sees only part of the error",
-         check=_rule_normalisation_slip, local=True, whole_answer=True),
     Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
          "the variance part: missing, n-1, a sign or a size",
          "a precise formula for BatchNorm", check=_rule_variance_term, local=True),
+    Rule("normalisation_slip", "value", "a fused BatchNorm or LayerNorm gradient (the right answer is the fused "
+         "formula of a tensor of your notebook): yours is that formula with a sum over the other dim, a tensor not "
+         "summed in place of a sum, the other dim's n (in some places or all), n/(n-1) left out, or the gain outside "
+         "sums along which it changes", "which of these slips, and the fix",
+         "exact; after variance_term, whose Bessel message is the more telling one for BatchNorm's columns",
+         check=_rule_normalisation_slip, local=True, whole_answer=True),
     Rule("branch_off", "value", "what is missing is a checked gradient, broadcast",
          "the branch through that tensor is missing or off",
          "needs checked neighbours; after the formulas for this step", check=_rule_branch_off),

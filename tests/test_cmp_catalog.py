@@ -887,6 +887,11 @@ EXERCISE_3_AFTER_WRONG_CHECKS = [
      ["bnvar", "fix it first"]),
     ("dhprebn without Bessel and with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
      "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
+     lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "normalisation_slip",
+     ["`dbngain` (32, 64) in place of the sum", "the coefficient n/(n-1) = 32/31 of the variance part left out",
+      "Bessel"], ["bnvar", "fix it first"]),
+    ("dhprebn without the gain and with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
+     "bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
      lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "unfixed_shape",
      ["`dbngain`, checked before as bngain's gradient, still has shape (32, 64) where bngain has (1, 64)",
       "broadcasting spreads it over (32, 64) without an error", "`bnvar`, checked before this one, is wrong too: "
@@ -894,6 +899,15 @@ EXERCISE_3_AFTER_WRONG_CHECKS = [
     ("dhprebn without Bessel, a (64,) dbngain checked before", "hprebn",
      "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
      lambda v, g: {"dbngain": g["dbngain"].view(64)}, "variance_term", ["Bessel"], ["still has shape"]),
+    ("dx_ln without n/(n-1)", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {}, "normalisation_slip",
+     ["the coefficient n/(n-1) = 64/63 of the variance part left out", "n-1 = 63"], []),
+    ("dx_ln with n = 32 in n/(n-1) only", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, "
+     "keepdim=True) - n / (n - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {},
+     "normalisation_slip", ["n = 32 in n/(n-1) but 64 elsewhere: n is 64 everywhere"], []),
+    ("dx_ln with n = 32 in s/n and n*g only", "x_ln", "s_ln / n * (n * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {},
+     "normalisation_slip", ["n = 32 in s/n and n*g but 64 in n/(n-1)"], []),
 ]
 
 

@@ -24,6 +24,8 @@ rule's id, when it speaks, what it says and why it stands where it does. The fir
 rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
 gradient you checked earlier is wrong, was computed from this tensor (autograd's
 graph says so) and its error is large enough to explain yours, cmp adds "fix it first".
+When a gradient you checked earlier in a wrong shape is still one of your variables,
+and would broadcast silently into this one, cmp names it.
 When your batch or forward pass changed after loss.backward() ran, cmp says so
 instead of judging your answer against gradients of old tensors.
 

@@ -376,7 +376,7 @@ def _unfixed_shape(name, t, namespace, result):
         return None
     for other, checked in _results.items():
         answer, tensor = _answers.get(other), _tensors.get(other)
-        if other == name or checked.status != Status.WRONG or not isinstance(answer, torch.Tensor) or tensor is None:
+        if other == name or checked.status != Status.WRONG or tensor is None or not isinstance(answer, torch.Tensor):
             continue
         right = _grad_of(tensor)
         if right is None or answer.shape == right.shape or not _broadcasts_to(answer.shape, t.shape):
@@ -914,8 +914,8 @@ def _local_step(name, u, grad, t, names_of_nodes=None):
 
 
 def _power_of_t(node, t, names_of_nodes):
-    """(its name in your notebook or None, its local derivative, the node) when node is a power of t (or of t plus a constant) with a
-    number as exponent and t's shape, like bnvar_inv = (bnvar + 1e-5)**-0.5; else None."""
+    """(its name in your notebook or None, its local derivative, the node) when node is a power of t (or of t
+    plus a constant) with a number as exponent and t's shape, like bnvar_inv = (bnvar + 1e-5)**-0.5; else None."""
     if type(node).__name__ != "PowBackward0" or not _is_t_or_t_plus_constant(node.next_functions[0][0], t):
         return None
     saved = _saved_values(node)
@@ -1365,7 +1365,7 @@ def _sum_choices(c, values, dim):
     right = values.sum(dim, keepdim=True)
     choices = [SumChoice(right, "right"), SumChoice(values.sum(1 - dim, keepdim=True), "other dim")]
     for key, tensor in c.in_scope:
-        if tensor.shape != right.shape and tensor.shape == values.shape and _fits(tensor, values):
+        if tensor.shape == values.shape and _fits(tensor, values):
             choices.append(SumChoice(tensor, "not summed", key))
     return choices
 
@@ -1584,8 +1584,8 @@ def _rule_one_path_only(c):
         operand = _other_operand(step)
         part = None if operand is None else _step_contribution(step, operand, c.d.shape)
         if part is not None and _explains(part, c.d, c.ref):
-            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`{_by_way_of(step)}; but {c.tname} is used "
-                    "elsewhere too, and the gradients from all its uses add up")
+            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`{_by_way_of(step)}; but "
+                    f"{c.tname} is used elsewhere too, and the gradients from all its uses add up")
     if c.d.dim() < 2:
         return None
     for name, u, grad in c.consumers:
@@ -1651,9 +1651,9 @@ def _rule_swapped_operand(c):
                 continue
             saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
             what = "matmul" if step.op == "MmBackward0" else "multiplication"
-            return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the {what} in the "
-                    f"forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the forward pass "
-                    "multiplied by")
+            return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the "
+                    f"{what} in the forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the "
+                    "forward pass multiplied by")
     return None
 
 

@@ -1219,11 +1219,12 @@ def _number(x):
     return str(fraction) if fraction and abs(float(fraction) - x) <= NUMBER_EXACT * abs(x) else f"{x:.3g}"
 
 
-def _standardised(x, dim=0):
+def _standardised(x, dim=0, correction=1):
     """(x̂, s): x standardised along dim (dim 0: column by column, as BatchNorm; dim 1: row by row, as
-    LayerNorm), and s = 1/std (Bessel-corrected, with the lecture's eps)."""
+    LayerNorm), and s = 1/std (with the lecture's eps; the variance divides by n - correction: n-1 is
+    Bessel's correction, the lecture's choice)."""
     centred = x - x.mean(dim, keepdim=True)
-    s = ((centred ** 2).sum(dim, keepdim=True) / (x.shape[dim] - 1) + BN_EPS) ** -0.5
+    s = ((centred ** 2).sum(dim, keepdim=True) / (x.shape[dim] - correction) + BN_EPS) ** -0.5
     return centred * s, s
 
 
@@ -1267,10 +1268,11 @@ def _norm_backward(g, xhat, s, n, sum_g, sum_gx, coefficient=None):
 
 @dataclass(frozen=True)
 class Normalisation:
-    """t normalised along a dim, as the right answer shows: x̂ and s there, and the gradient arriving at x̂,
-    `incoming` (called `incoming_name` in your notebook); when the gain is known, also the gradient arriving at
-    the output, `outgoing` = incoming / gain (`outgoing_name`)."""
+    """t normalised along a dim, as the right answer shows: x̂ and s there (the variance divided by n - correction),
+    and the gradient arriving at x̂, `incoming` (called `incoming_name` in your notebook); when the gain is known,
+    also the gradient arriving at the output, `outgoing` = incoming / gain (`outgoing_name`)."""
     dim: int
+    correction: int
     xhat: torch.Tensor
     xhat_name: str
     s: torch.Tensor
@@ -1290,15 +1292,16 @@ def _normalisation(c):
     named = list(reversed(named + [(key, values) for key, values in c.in_scope if values.shape == c.d.shape]))
     # the last assigned first: after dxhat_ln = bngain * dhpreact, the same numbers as dbnraw are dxhat_ln
     gain = c.bn_gain[0] if c.bn_gain is not None and c.bn_gain[0].shape == (1, c.d.shape[1]) else None
-    for dim in (0, 1):
-        xhat, s = _standardised(c.x, dim)
+    for dim, correction in ((0, 1), (1, 1), (0, 0), (1, 0)):
+        xhat, s = _standardised(c.x, dim, correction)
         n = c.d.shape[dim]
+        coefficient = n / (n - 1) if correction else 1.0
         for key, values in named:
             if _fits(_norm_backward(values, xhat, s, n, values.sum(dim, keepdim=True),
-                                    (values * xhat).sum(dim, keepdim=True)), c.ref):
+                                    (values * xhat).sum(dim, keepdim=True), coefficient), c.ref):
                 xhat_name = ([key for key, x in reversed(c.in_scope) if x.shape == xhat.shape and _fits(x, xhat)]
                              or ["x̂"])[0]
-                found = Normalisation(dim, xhat, xhat_name, s, values, key)
+                found = Normalisation(dim, correction, xhat, xhat_name, s, values, key)
                 outgoing = [(key, x) for key, x in named if gain is not None and _fits(gain * x, values)]
                 if outgoing:
                     found = replace(found, gain=gain, outgoing=outgoing[0][1], outgoing_name=outgoing[0][0])
@@ -1322,7 +1325,7 @@ def _rule_normalisation_slip(c):
     for gain_outside, g, g_name in forms:
         for sum_g in _sum_choices(c, g, dim):
             for sum_gx in _sum_choices(c, g * norm.xhat, dim):
-                for count, coefficient, count_slip in _count_choices(n, wrong_n, group):
+                for count, coefficient, count_slip in _count_choices(n, wrong_n, group, norm.correction):
                     candidate = _norm_backward(g, norm.xhat, norm.s, count, sum_g.values, sum_gx.values, coefficient)
                     if gain_outside:
                         candidate = norm.gain * candidate
@@ -1339,10 +1342,16 @@ def _rule_normalisation_slip(c):
     return None
 
 
-def _count_choices(n, wrong_n, group):
+def _count_choices(n, wrong_n, group, correction):
     """[(n in s/n and n*g, the variance part's coefficient, what it says when it is not the right one)]: the right
-    n and n/(n-1), and the slips of n (the other dim's count, in some places or all) and of the coefficient."""
+    n and coefficient (n/(n-1) after a variance with Bessel's correction, else 1), and the slips of n (the other
+    dim's count, in some places or all) and of the coefficient."""
     counted = f"the number of entries normalised together (those of each {group})"
+    if not correction:
+        return [(n, 1.0, ""),
+                (wrong_n, 1.0, f"n = {wrong_n} where it is {n}, {counted}"),
+                (n, n / (n - 1), f"a coefficient n/(n-1) = {n}/{n - 1} on the variance part: this forward pass divides "
+                                 f"its variance by n = {n}, not n-1, so the coefficient is 1")]
     return [(n, n / (n - 1), ""),
             (wrong_n, wrong_n / (wrong_n - 1), f"n = {wrong_n} where it is {n}, {counted}"),
             (wrong_n, n / (n - 1), f"n = {wrong_n} in s/n and n*g but {n} in n/(n-1): n is {n} everywhere, {counted}"),

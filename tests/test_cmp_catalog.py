@@ -768,8 +768,9 @@ def _exercise_3_notebook(net, grads, upto, wrong=None):
             "dhpreact": grads["dhpreact"]}
 
 
-def _layernorm(net):
-    """The notebook's LayerNorm transfer task: its tensors and x_ln.grad."""
+def _transfer_tasks(net):
+    """The notebook's transfer tasks, LayerNorm and BatchNorm that divides by n: their tensors, x_ln.grad and
+    x_bn.grad."""
     x_ln = net.hprebn.detach().clone().requires_grad_()
     mean_ln = x_ln.mean(1, keepdim=True)
     var_ln = ((x_ln - mean_ln)**2).sum(1, keepdim=True) / (64 - 1)
@@ -777,17 +778,25 @@ def _layernorm(net):
     xhat_ln = (x_ln - mean_ln) * s_ln
     y_ln = net.bngain.detach() * xhat_ln + net.bnbias.detach()
     (y_ln * net.hpreact.grad).sum().backward()
+    x_bn = net.hprebn.detach().clone().requires_grad_()
+    mean_bn = x_bn.mean(0, keepdim=True)
+    var_bn = x_bn.var(0, keepdim=True, correction=0)
+    s_bn = (var_bn + 1e-5)**-0.5
+    xhat_bn = (x_bn - mean_bn) * s_bn
+    y_bn = net.bngain.detach() * xhat_bn + net.bnbias.detach()
+    (y_bn * net.hpreact.grad).sum().backward()
     return dict(x_ln=x_ln, s_ln=s_ln.detach(), xhat_ln=xhat_ln.detach(), n_hidden=64,
-                dxhat_ln=net.bngain.detach() * net.hpreact.grad)
+                dxhat_ln=net.bngain.detach() * net.hpreact.grad, x_bn=x_bn, s_bn=s_bn.detach(),
+                xhat_bn=xhat_bn.detach())
 
 
 def _exercise_3_check(net, grads, tensor, formula, wrong=None):
     """cmp(tensor, answer, tensor) in exercise 3's notebook, with the answer computed there: `formula` is code,
-    or a function of the notebook's variables. x_ln (LayerNorm) is checked after all of BatchNorm."""
-    layernorm = tensor == "x_ln"
-    notebook = _exercise_3_notebook(net, grads, "hprebn" if layernorm else tensor, wrong)
-    if layernorm:
-        notebook.update(_layernorm(net))
+    or a function of the notebook's variables. x_ln and x_bn (the transfer tasks) after all of BatchNorm."""
+    transfer = tensor in ("x_ln", "x_bn")
+    notebook = _exercise_3_notebook(net, grads, "hprebn" if transfer else tensor, wrong)
+    if transfer:
+        notebook.update(_transfer_tasks(net))
     answer = formula(notebook) if callable(formula) else eval(formula, {"torch": torch}, notebook)
     notebook.update({"cmp": cmp, "answer": answer})
     exec(f"result = cmp('{tensor}', answer, {tensor}, strict=False)", notebook)
@@ -861,6 +870,10 @@ EXERCISE_3_RIGHT = [
     ("dx_ln in float64", "x_ln", "(s_ln.double() / n_hidden * (n_hidden * dxhat_ln.double()"
      " - dxhat_ln.double().sum(1, keepdim=True) - n_hidden / (n_hidden - 1) * xhat_ln.double()"
      " * (dxhat_ln.double() * xhat_ln.double()).sum(1, keepdim=True)))"),
+    ("dx_bn", "x_bn", "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
+     " - xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))"),
+    ("dx_bn with the gain inside", "x_bn", "s_bn * (bngain * dhpreact - (bngain * dhpreact).mean(0)"
+     " - xhat_bn * (bngain * dhpreact * xhat_bn).mean(0))"),
     ("dhprebn fused in float64", "hprebn", "(bngain.double() * bnvar_inv.double() / n * (n * dhpreact.double()"
      " - dbnbias.double() - n / (n - 1) * bnraw.double() * dbngain.double()))"),
 ]
@@ -902,6 +915,12 @@ EXERCISE_3_AFTER_WRONG_CHECKS = [
     ("dx_ln without n/(n-1)", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
      " - xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {}, "normalisation_slip",
      ["the coefficient n/(n-1) = 64/63 of the variance part left out", "n-1 = 63"], []),
+    ("dx_bn with the sums over dim 1", "x_bn", "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(1, keepdim=True)"
+     " - xhat_bn * (dhpreact * xhat_bn).sum(1, keepdim=True))", lambda v, g: {}, "normalisation_slip",
+     ["both sums (of dhpreact and of dhpreact * xhat_bn) taken over dim 1"], ["n/(n-1)"]),
+    ("dx_bn with n = 64", "x_bn", "bngain * s_bn / n_hidden * (n_hidden * dhpreact - dhpreact.sum(0, keepdim=True)"
+     " - xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", lambda v, g: {}, "normalisation_slip",
+     ["n = 64 where it is 32"], []),
     ("dx_ln with n = 32 in n/(n-1) only", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, "
      "keepdim=True) - n / (n - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {},
      "normalisation_slip", ["n = 32 in n/(n-1) but 64 elsewhere: n is 64 everywhere"], []),

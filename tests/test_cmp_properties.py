@@ -80,7 +80,7 @@ def test_a_random_scramble_gets_no_explanation(net, grads, index, kind, share, s
     assert result.diagnosis in allowed, f"{name}, {kind}: {result.diagnosis}: {result.hint}"
 
 
-EXERCISE_3_TENSORS = ["bnvar", "bnmeani", "hprebn", "x_ln"]
+EXERCISE_3_TENSORS = ["bnvar", "bnmeani", "hprebn", "x_ln", "x_bn"]
 
 
 @SETTINGS

@@ -24,6 +24,8 @@ rule's id, when it speaks, what it says and why it stands where it does. The fir
 rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
 gradient you checked earlier is wrong, was computed from this tensor (autograd's
 graph says so) and its error is large enough to explain yours, cmp adds "fix it first".
+When a gradient you checked earlier in a wrong shape is still one of your variables,
+and would broadcast silently into this one, cmp names it.
 When your batch or forward pass changed after loss.backward() ran, cmp says so
 instead of judging your answer against gradients of old tensors.
 
@@ -152,20 +154,23 @@ class CheckResult:
 
 _results = {}
 _tensors = {}
+_answers = {}  # {name: the gradient you passed}, to find it among your variables later
 
 
 def reset():
     """Forget all checks made so far."""
     _results.clear()
     _tensors.clear()
+    _answers.clear()
     _seen_grads.clear()
     _seen_batch.clear()
     _seen_as_variable.clear()
 
 
-def _record(result, t):
+def _record(result, t, dt=None):
     """Remember a result under its name; a new check of the same name replaces the old one."""
     _results[result.name] = result
+    _answers[result.name] = dt
     if isinstance(t, torch.Tensor):
         _tensors[result.name] = t
     else:
@@ -264,6 +269,9 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
         if stale and result.status in (Status.WRONG, Status.NO_REFERENCE):
             result = _fail(name, Status.NO_REFERENCE, stale, "stale_state")
         elif result.status == Status.WRONG:
+            unfixed = _unfixed_shape(name, t, namespace, result)
+            if unfixed:
+                result = replace(result, hint=result.hint + "\n" + unfixed, diagnosis="unfixed_shape")
             upstream = _wrong_upstream(name, t, result)
             if upstream:
                 result = _blame_upstream(result, upstream)
@@ -274,7 +282,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
     print(_report(result))
     if record:
-        _record(result, t)
+        _record(result, t, dt)
     _raise_if_strict(result, strict)
     return result
 
@@ -345,8 +353,11 @@ def _blame_upstream(result, upstream):
 
     A loose value diagnosis (a factor, some rows or entries wrong) could describe only the inherited error,
     so it is replaced. A local one (Rule.local: a precise wrong formula for this step) and a shape or
-    dtype one are the student's own: kept, with the note."""
+    dtype one are the student's own: kept, with the note; without it when the rule rebuilt the whole answer
+    from right gradients (Rule.whole_answer): then the answer does not depend on the wrong one."""
     rule = _RULES_BY_ID.get(result.diagnosis)
+    if rule is not None and rule.whole_answer:
+        return result
     if rule is not None and rule.stage == "value" and not rule.local:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
@@ -354,6 +365,38 @@ def _blame_upstream(result, upstream):
     return replace(result, hint=result.hint + (
         f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, "
         "fix it first"))
+
+
+def _unfixed_shape(name, t, namespace, result):
+    """A note when a gradient checked before in a wrong shape is still one of your variables in that shape, and
+    it broadcasts to t's shape with other numbers than the right one: a formula that uses it gets no error, only
+    wrong values. Only below a loose value diagnosis: a local one (Rule.local) fits your answer without it."""
+    rule = _RULES_BY_ID.get(result.diagnosis)
+    if rule is None or rule.stage != "value" or rule.local:
+        return None
+    for other, checked in _results.items():
+        answer, tensor = _answers.get(other), _tensors.get(other)
+        if other == name or checked.status != Status.WRONG or tensor is None or not isinstance(answer, torch.Tensor):
+            continue
+        right = _grad_of(tensor)
+        if right is None or answer.shape == right.shape or not _broadcasts_to(answer.shape, t.shape):
+            continue
+        if _broadcasts_to(right.shape, t.shape) and _close(answer.expand(t.shape), right.expand(t.shape)):
+            continue  # e.g. (64,) for (1, 64): broadcast, the same numbers
+        variables = [key for key, value in namespace.items() if value is answer and not key.startswith("_")]
+        if variables:
+            return (f"`{variables[0]}`, checked before as {other}'s gradient, still has shape {tuple(answer.shape)} "
+                    f"where {other} has {tuple(right.shape)}: if your formula uses it, broadcasting spreads it over "
+                    f"{tuple(t.shape)} without an error, with the wrong numbers; fix its shape first")
+    return None
+
+
+def _broadcasts_to(shape, target):
+    """True when a tensor of `shape` broadcasts to `target` (without changing target)."""
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
 
 
 def _report(result):
@@ -780,8 +823,10 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     gain = _tensors.get("bngain")
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
-    steps = tuple(step for other, u, grad in consumers for step in [_local_step(other, u, grad, t)] if step)
     visible = _tensors_in(namespace or {})
+    names_of_nodes = {value.grad_fn: key for key, value in visible if value.grad_fn is not None}
+    steps = tuple(step for other, u, grad in consumers
+                  for step in _local_steps(other, u, grad, t, names_of_nodes))
     in_scope = tuple((key, value.detach().to(torch.float64)) for key, value in visible
                      if value.is_floating_point() and 0 < value.numel() <= 100_000)
     index_tensors = tuple((key, value.long()) for key, value in visible if _is_index_tensor(value))
@@ -795,39 +840,70 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
 class LocalStep:
     """How t enters a checked tensor u, read from autograd's graph: the operation (its backward node's
     name, e.g. "MmBackward0"), what it saved (float64), which of its inputs is t (or t plus a constant),
-    and the gradient arriving at it (u's)."""
+    and the gradient arriving at it (u's).
+
+    power: when the input is not t itself but a power of it that was not checked (bnraw = bndiff * bnvar_inv
+    with bnvar_inv = (bnvar + 1e-5)**-0.5, for t = bnvar), (its name, its local derivative p * base**(p-1)):
+    the step's contribution is multiplied by it on the way to t."""
     consumer: str
     op: str
     saved: dict
     input_index: int
     incoming: torch.Tensor
     t_values: torch.Tensor
+    power: tuple = None
 
 
 _SAVED = {"MulBackward0": ("self", "other"), "MmBackward0": ("self", "mat2"), "ExpBackward0": ("result",),
           "TanhBackward0": ("result",), "PowBackward0": ("self", "exponent"), "SumBackward1": ()}
 
 
-def _local_step(name, u, grad, t):
+def _local_steps(name, u, grad, t, names_of_nodes):
+    """[the LocalStep by which t enters u], or [] when there is none; when t enters u's product through a
+    power that was not checked (bnvar through bnvar_inv into bnraw), that power is a step too, with the
+    product's contribution as the gradient arriving at it."""
+    step = _local_step(name, u, grad, t, names_of_nodes)
+    if step is None:
+        return []
+    if step.power is None or step.power[0] is None or _other_operand(step) is None:
+        return [step]  # no unchecked power, or one without a name that a message could use
+    power_name, _, node = step.power
+    arriving = _step_contribution(replace(step, power=None), _other_operand(step), step.t_values.shape)
+    saved = _saved_values(node)
+    if arriving is None or saved is None or arriving.shape != step.t_values.shape:
+        return [step]
+    return [step, LocalStep(power_name, "PowBackward0", saved, 0, arriving, step.t_values)]
+
+
+def _saved_values(node):
+    """What autograd's node saved for its backward pass, in float64, or None when it is not there."""
+    try:
+        saved = {key: getattr(node, "_saved_" + key) for key in _SAVED[type(node).__name__]}
+    except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
+        return None
+    if any(value is None for value in saved.values()):
+        return None  # e.g. a product with a Python number, which autograd keeps elsewhere
+    return {key: torch.as_tensor(value).detach().to(torch.float64) for key, value in saved.items()}
+
+
+def _local_step(name, u, grad, t, names_of_nodes=None):
     """The LocalStep by which t enters u, when u's gradient arrives at it unchanged; else None.
 
     u's own operation, or one below additions (hprebn = embcat @ W1 + b1: the matmul); its input may be
-    t itself or t plus a constant (bnvar + 1e-5). Needs the graph kept: loss.backward(retain_graph=True)."""
+    t itself, t plus a constant (bnvar + 1e-5), or a power of those of t's shape (bnvar_inv for bnvar).
+    Needs the graph kept: loss.backward(retain_graph=True)."""
     node = u.grad_fn
     for _ in range(3):
         if node is None:
             return None
         children = [child for child, _ in node.next_functions]
         for index, child in enumerate(children):
-            if _is_t_or_t_plus_constant(child, t) and type(node).__name__ in _SAVED:
-                try:
-                    saved = {key: getattr(node, "_saved_" + key) for key in _SAVED[type(node).__name__]}
-                except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
+            power = None if _is_t_or_t_plus_constant(child, t) else _power_of_t(child, t, names_of_nodes or {})
+            if (power or _is_t_or_t_plus_constant(child, t)) and type(node).__name__ in _SAVED:
+                saved = _saved_values(node)
+                if saved is None:
                     return None
-                if any(value is None for value in saved.values()):
-                    return None  # e.g. a product with a Python number, which autograd keeps elsewhere
-                saved = {key: torch.as_tensor(value).detach().to(torch.float64) for key, value in saved.items()}
-                return LocalStep(name, type(node).__name__, saved, index, grad, t.detach().to(torch.float64))
+                return LocalStep(name, type(node).__name__, saved, index, grad, t.detach().to(torch.float64), power)
         if type(node).__name__ != "AddBackward0":
             return None
         following = [child for child in children if child is not None and type(child).__name__ != "AccumulateGrad"]
@@ -835,6 +911,18 @@ def _local_step(name, u, grad, t):
             return None
         node = following[0]
     return None
+
+
+def _power_of_t(node, t, names_of_nodes):
+    """(its name in your notebook or None, its local derivative, the node) when node is a power of t (or of t
+    plus a constant) with a number as exponent and t's shape, like bnvar_inv = (bnvar + 1e-5)**-0.5; else None."""
+    if type(node).__name__ != "PowBackward0" or not _is_t_or_t_plus_constant(node.next_functions[0][0], t):
+        return None
+    saved = _saved_values(node)
+    if saved is None or saved["self"].shape != t.shape or saved["exponent"].numel() != 1:
+        return None
+    base, p = saved["self"], saved["exponent"].item()
+    return names_of_nodes.get(node), p * base ** (p - 1), node
 
 
 def _is_t_or_t_plus_constant(node, t):
@@ -1131,10 +1219,12 @@ def _number(x):
     return str(fraction) if fraction and abs(float(fraction) - x) <= NUMBER_EXACT * abs(x) else f"{x:.3g}"
 
 
-def _standardised_columns(x):
-    """(x̂, s): x standardised column by column, and s = 1/std (Bessel-corrected, with the lecture's eps)."""
-    centred = x - x.mean(0, keepdim=True)
-    s = ((centred ** 2).sum(0, keepdim=True) / (x.shape[0] - 1) + BN_EPS) ** -0.5
+def _standardised(x, dim=0, correction=1):
+    """(x̂, s): x standardised along dim (dim 0: column by column, as BatchNorm; dim 1: row by row, as
+    LayerNorm), and s = 1/std (with the lecture's eps; the variance divides by n - correction: n-1 is
+    Bessel's correction, the lecture's choice)."""
+    centred = x - x.mean(dim, keepdim=True)
+    s = ((centred ** 2).sum(dim, keepdim=True) / (x.shape[dim] - correction) + BN_EPS) ** -0.5
     return centred * s, s
 
 
@@ -1142,7 +1232,7 @@ def _rule_variance_term(c):
     """Fused BatchNorm: the error is a multiple of the standardised input, column by column."""
     if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or c.d.shape[0] < 3:
         return None
-    xhat, s = _standardised_columns(c.x)
+    xhat, s = _standardised(c.x, 0)
     error = c.error
     coefficient = (error * xhat).sum(0, keepdim=True) / (xhat * xhat).sum(0, keepdim=True).clamp(min=_TINY)
     if not _fits(coefficient * xhat, error, within=LOOSE_FIT) or _max_abs(coefficient) == 0:
@@ -1165,6 +1255,148 @@ def _rule_variance_term(c):
         return (f"{start} is off by a different factor in each column, as if a per-column quantity (such as "
                 "1/std, or x - mean in place of x̂) were missing or extra in it")
     return f"{start} is missing or has the wrong size"
+
+
+def _norm_backward(g, xhat, s, n, sum_g, sum_gx, coefficient=None):
+    """The fused backward pass of a normalisation, the boxed formula of exercise 3 (without the gain):
+    s/n * (n*g - sum(g) - n/(n-1) * x̂ * sum(g*x̂)), with the two sums given (and another coefficient in
+    place of n/(n-1), if given)."""
+    if coefficient is None:
+        coefficient = n / (n - 1)
+    return s / n * (n * g - sum_g - coefficient * xhat * sum_gx)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """t normalised along a dim, as the right answer shows: x̂ and s there (the variance divided by n - correction),
+    and the gradient arriving at x̂, `incoming` (called `incoming_name` in your notebook); when the gain is known,
+    also the gradient arriving at the output, `outgoing` = incoming / gain (`outgoing_name`)."""
+    dim: int
+    correction: int
+    xhat: torch.Tensor
+    xhat_name: str
+    s: torch.Tensor
+    incoming: torch.Tensor
+    incoming_name: str
+    gain: torch.Tensor = None
+    outgoing: torch.Tensor = None
+    outgoing_name: str = None
+
+
+def _normalisation(c):
+    """The Normalisation whose fused backward pass is the right answer, found from the tensors of your notebook
+    and the checked gradients; or None (t is not normalised, or no tensor there is the gradient at x̂)."""
+    if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or min(c.d.shape) < 3:
+        return None
+    named = [(f"d{name}", grad) for name, u, grad in c.consumers if grad.shape == c.d.shape]
+    named = list(reversed(named + [(key, values) for key, values in c.in_scope if values.shape == c.d.shape]))
+    # the last assigned first: after dxhat_ln = bngain * dhpreact, the same numbers as dbnraw are dxhat_ln
+    gain = c.bn_gain[0] if c.bn_gain is not None and c.bn_gain[0].shape == (1, c.d.shape[1]) else None
+    for dim, correction in ((0, 1), (1, 1), (0, 0), (1, 0)):
+        xhat, s = _standardised(c.x, dim, correction)
+        n = c.d.shape[dim]
+        coefficient = n / (n - 1) if correction else 1.0
+        for key, values in named:
+            if _fits(_norm_backward(values, xhat, s, n, values.sum(dim, keepdim=True),
+                                    (values * xhat).sum(dim, keepdim=True), coefficient), c.ref):
+                xhat_name = ([key for key, x in reversed(c.in_scope) if x.shape == xhat.shape and _fits(x, xhat)]
+                             or ["x̂"])[0]
+                found = Normalisation(dim, correction, xhat, xhat_name, s, values, key)
+                outgoing = [(key, x) for key, x in named if gain is not None and _fits(gain * x, values)]
+                if outgoing:
+                    found = replace(found, gain=gain, outgoing=outgoing[0][1], outgoing_name=outgoing[0][0])
+                return found
+    return None
+
+
+def _rule_normalisation_slip(c):
+    """A fused BatchNorm or LayerNorm gradient with known slips: a sum over the other dim, a tensor that was not
+    summed in place of a sum, the count n of the other dim (in some places or all), n/(n-1) left out, or the gain
+    taken out of sums along which it changes."""
+    norm = _normalisation(c)
+    if norm is None:
+        return None
+    dim = norm.dim
+    n, wrong_n = c.d.shape[dim], c.d.shape[1 - dim]
+    group = "column" if dim == 0 else "row"
+    forms = [(False, norm.incoming, norm.incoming_name)]  # (the gain outside the bracket, g, g's name)
+    if norm.gain is not None:
+        forms.append((True, norm.outgoing, norm.outgoing_name))
+    for gain_outside, g, g_name in forms:
+        for sum_g in _sum_choices(c, g, dim):
+            for sum_gx in _sum_choices(c, g * norm.xhat, dim):
+                for count, coefficient, count_slip in _count_choices(n, wrong_n, group, norm.correction):
+                    candidate = _norm_backward(g, norm.xhat, norm.s, count, sum_g.values, sum_gx.values, coefficient)
+                    if gain_outside:
+                        candidate = norm.gain * candidate
+                    slips = _sum_slips(sum_g, sum_gx, g_name, norm.xhat_name, dim)
+                    if count_slip:
+                        slips.append(count_slip)
+                    if gain_outside and norm.gain.shape[dim] > 1:
+                        slips.append(f"the gain taken out of the sums as a factor: it changes along dim {dim}, the dim "
+                                     f"the sums run over, so it stays inside them (sum the gradient at x̂, like "
+                                     f"{norm.incoming_name})")
+                    if slips and _explains(candidate, c.d, c.ref):
+                        return (f"{c.dname} matches the fused formula of a normalisation along dim {dim} (each {group} "
+                                "on its own, as the right answer shows) with " + "; and ".join(slips))
+    return None
+
+
+def _count_choices(n, wrong_n, group, correction):
+    """[(n in s/n and n*g, the variance part's coefficient, what it says when it is not the right one)]: the right
+    n and coefficient (n/(n-1) after a variance with Bessel's correction, else 1), and the slips of n (the other
+    dim's count, in some places or all) and of the coefficient."""
+    counted = f"the number of entries normalised together (those of each {group})"
+    if not correction:
+        return [(n, 1.0, ""),
+                (wrong_n, 1.0, f"n = {wrong_n} where it is {n}, {counted}"),
+                (n, n / (n - 1), f"a coefficient n/(n-1) = {n}/{n - 1} on the variance part: this forward pass divides "
+                                 f"its variance by n = {n}, not n-1, so the coefficient is 1")]
+    return [(n, n / (n - 1), ""),
+            (wrong_n, wrong_n / (wrong_n - 1), f"n = {wrong_n} where it is {n}, {counted}"),
+            (wrong_n, n / (n - 1), f"n = {wrong_n} in s/n and n*g but {n} in n/(n-1): n is {n} everywhere, {counted}"),
+            (n, wrong_n / (wrong_n - 1), f"n = {wrong_n} in n/(n-1) but {n} elsewhere: n is {n} everywhere, {counted}"),
+            (n, 1.0, f"the coefficient n/(n-1) = {n}/{n - 1} of the variance part left out: it comes from the "
+                     f"forward pass's division by n-1 = {n - 1} (Bessel's correction)")]
+
+
+@dataclass(frozen=True)
+class SumChoice:
+    """A tensor used where a formula sums over a dim: the sum itself ("right"), the sum over the other dim
+    ("other dim"), or a tensor of your notebook that holds the numbers without the sum ("not summed", `name`)."""
+    values: torch.Tensor
+    kind: str
+    name: str = None
+
+
+def _sum_choices(c, values, dim):
+    """The SumChoices for the sum of `values` over dim."""
+    right = values.sum(dim, keepdim=True)
+    choices = [SumChoice(right, "right"), SumChoice(values.sum(1 - dim, keepdim=True), "other dim")]
+    for key, tensor in c.in_scope:
+        if tensor.shape == values.shape and _fits(tensor, values):
+            choices.append(SumChoice(tensor, "not summed", key))
+    return choices
+
+
+def _sum_slips(sum_g, sum_gx, g_name, xhat_name, dim):
+    """What is wrong with the two sums of the fused formula, in words: [] when both are right."""
+    sums = [(sum_g, g_name), (sum_gx, f"{g_name} * {xhat_name}")]
+    other_dim = [what for choice, what in sums if choice.kind == "other dim"]
+    slips = []
+    if len(other_dim) == 1:
+        slips.append(f"the sum of {other_dim[0]} taken over dim {1 - dim} where the right formula sums over dim {dim}")
+    if len(other_dim) == 2:
+        slips.append(f"both sums (of {other_dim[0]} and of {other_dim[1]}) taken over dim {1 - dim} where the right "
+                     f"formula sums over dim {dim}")
+    if other_dim:
+        slips[-1] += " (with keepdim=True either dim gives a shape that broadcasts, so only the values show it)"
+    for choice, what in sums:
+        if choice.kind == "not summed":
+            slips.append(f"`{choice.name}` {tuple(choice.values.shape)} in place of the sum of {what} over dim {dim}: "
+                         f"`{choice.name}` was not summed, and broadcasting spread it without an error; sum it with "
+                         f".sum({dim}, keepdim=True)")
+    return slips
 
 
 def _variance_part_share(c, coefficient, xhat, s):
@@ -1361,8 +1593,8 @@ def _rule_one_path_only(c):
         operand = _other_operand(step)
         part = None if operand is None else _step_contribution(step, operand, c.d.shape)
         if part is not None and _explains(part, c.d, c.ref):
-            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`; but {c.tname} is used "
-                    "elsewhere too, and the gradients from all its uses add up")
+            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`{_by_way_of(step)}; but "
+                    f"{c.tname} is used elsewhere too, and the gradients from all its uses add up")
     if c.d.dim() < 2:
         return None
     for name, u, grad in c.consumers:
@@ -1389,13 +1621,19 @@ def _rule_branch_per_slice(c):
 
 
 def _contribution(step, local, t_shape):
-    """local * incoming, summed to t's shape where t was broadcast; None when the shapes don't allow it."""
+    """local * incoming, summed to t's shape where t was broadcast (and on through the power between them, if
+    any); None when the shapes don't allow it."""
     try:
         product = local * step.incoming
         dims = _broadcast_dims(tuple(product.shape), tuple(t_shape))
-        return product if dims is None else _sum_to(product, *dims)
+        return _through_power(step, product if dims is None else _sum_to(product, *dims))
     except RuntimeError:
         return None
+
+
+def _through_power(step, part):
+    """A step's contribution carried on to t through the unchecked power between them (see LocalStep)."""
+    return part if step.power is None or part is None else part * step.power[1]
 
 
 def _names_in_scope(c, values):
@@ -1422,10 +1660,18 @@ def _rule_swapped_operand(c):
                 continue
             saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
             what = "matmul" if step.op == "MmBackward0" else "multiplication"
-            return (f"{c.dname} matches the step through `{step.consumer}` with `{key}` where the {what} in the "
-                    f"forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the forward pass "
-                    "multiplied by")
+            return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the "
+                    f"{what} in the forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the "
+                    "forward pass multiplied by")
     return None
+
+
+def _by_way_of(step):
+    """' (by way of `bnvar_inv`)' when the step reaches t through a power that was not checked; else ''."""
+    if step.power is None:
+        return ""
+    name = step.power[0]
+    return f" (by way of `{name}`)" if name else " (by way of a power of it)"
 
 
 def _other_operand(step):
@@ -1441,8 +1687,8 @@ def _step_contribution(step, operand, t_shape):
         return _contribution(step, operand, t_shape)
     try:
         if step.input_index == 0:      # t @ operand: the gradient is incoming @ operand.T
-            return step.incoming @ operand.T
-        return operand.T @ step.incoming  # operand @ t: operand.T @ incoming
+            return _through_power(step, step.incoming @ operand.T)
+        return _through_power(step, operand.T @ step.incoming)  # operand @ t: operand.T @ incoming
     except RuntimeError:
         return None
 
@@ -1598,6 +1844,8 @@ class Rule:
     check: object = None  # shape and value rules: a function(case) -> message, or None to stay silent
     local: bool = False   # it recognises a precise wrong formula for this very step: an error inherited from
                           # a wrong earlier gradient cannot mimic it, so it is kept below one (with a note)
+    whole_answer: bool = False  # it rebuilds your whole answer from the forward pass, gradients that are right
+                                # and the tensors it names: no other wrong gradient checked before is in it
 
 
 RULES = [
@@ -1712,6 +1960,12 @@ RULES = [
     Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
          "the variance part: missing, n-1, a sign or a size",
          "a precise formula for BatchNorm", check=_rule_variance_term, local=True),
+    Rule("normalisation_slip", "value", "a fused BatchNorm or LayerNorm gradient (the right answer is the fused "
+         "formula of a tensor of your notebook): yours is that formula with a sum over the other dim, a tensor not "
+         "summed in place of a sum, the other dim's n (in some places or all), n/(n-1) left out, or the gain outside "
+         "sums along which it changes", "which of these slips, and the fix",
+         "exact; after variance_term, whose Bessel message is the more telling one for BatchNorm's columns",
+         check=_rule_normalisation_slip, local=True, whole_answer=True),
     Rule("branch_off", "value", "what is missing is a checked gradient, broadcast",
          "the branch through that tensor is missing or off",
          "needs checked neighbours; after the formulas for this step", check=_rule_branch_off),
@@ -1742,6 +1996,10 @@ RULES = [
          "check the local derivative and the gradient you multiply it by",
          "the last resort", check=_rule_wrong_values),
     # after: added to a result
+    Rule("unfixed_shape", "after", "a gradient checked before in a wrong shape is still one of your variables, and "
+         "broadcast to this tensor's shape its numbers are wrong", "its name and shapes: fix its shape first",
+         "added to a loose value diagnosis (a local one fits without it); before wrong_upstream, which then keeps "
+         "it and adds a note"),
     Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
          "large enough to explain this one", "fix it first", "replaces a loose value diagnosis, which may describe "
          "only the inherited error; a local one is kept, with a note"),

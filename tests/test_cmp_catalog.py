@@ -693,6 +693,7 @@ def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
 
 def test_every_rule_has_a_catalogue_case_that_produces_it():
     produced = {part for mistake in MISTAKES for part in mistake[3].split("+")}
+    produced |= {mistake[3] for mistake in EXERCISE_3_MISTAKES} | {case[4] for case in EXERCISE_3_AFTER_WRONG_CHECKS}
     produced |= {"not_done"} | {case[1] for case in OTHER_CASES}
     assert produced == set(RULE_IDS)
 
@@ -747,3 +748,195 @@ def test_rounding_far_above_logit_maxes_asks_about_no_branch(net, grads, tensor,
     result = cmp_in_notebook(net, grads, tensor, right + right.abs().max() * 1e-7 * torch.sign(right))
     assert result and result.diagnosis == "rounding", result.hint
     assert "logit_maxes" not in (result.hint or "")
+
+
+# ---------------------------------------------------------------------------
+# Exercise 3 (fused BatchNorm): only bngain, bnbias, bnraw, bnvar, bnmeani and hprebn are checked, in this
+# order; bnvar_inv, bndiff and the others are forward tensors only. From newcomers' reports.
+
+EXERCISE_3_ORDER = ["bngain", "bnbias", "bnraw", "bnvar", "bnmeani", "hprebn"]
+
+
+def _exercise_3_notebook(net, grads, upto, wrong=None):
+    """The notebook's variables, with the right answers of exercise 3 checked before `upto` (and `wrong`:
+    {gradient name: answer} put in, and checked, in their place)."""
+    answers = {**{"d" + name: grads["d" + name] for name in EXERCISE_3_ORDER}, **(wrong or {})}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in EXERCISE_3_ORDER[:EXERCISE_3_ORDER.index(upto)]:
+            cmp(name, answers["d" + name], getattr(net, name), strict=False)
+    return {**vars(net), **{key: answers[key] for key in ("dbngain", "dbnbias", "dbnraw", "dbnvar", "dbnmeani")},
+            "dhpreact": grads["dhpreact"]}
+
+
+def _transfer_tasks(net):
+    """The notebook's transfer tasks, LayerNorm and BatchNorm that divides by n: their tensors, x_ln.grad and
+    x_bn.grad."""
+    x_ln = net.hprebn.detach().clone().requires_grad_()
+    mean_ln = x_ln.mean(1, keepdim=True)
+    var_ln = ((x_ln - mean_ln)**2).sum(1, keepdim=True) / (64 - 1)
+    s_ln = (var_ln + 1e-5)**-0.5
+    xhat_ln = (x_ln - mean_ln) * s_ln
+    y_ln = net.bngain.detach() * xhat_ln + net.bnbias.detach()
+    (y_ln * net.hpreact.grad).sum().backward()
+    x_bn = net.hprebn.detach().clone().requires_grad_()
+    mean_bn = x_bn.mean(0, keepdim=True)
+    var_bn = x_bn.var(0, keepdim=True, correction=0)
+    s_bn = (var_bn + 1e-5)**-0.5
+    xhat_bn = (x_bn - mean_bn) * s_bn
+    y_bn = net.bngain.detach() * xhat_bn + net.bnbias.detach()
+    (y_bn * net.hpreact.grad).sum().backward()
+    return dict(x_ln=x_ln, s_ln=s_ln.detach(), xhat_ln=xhat_ln.detach(), n_hidden=64,
+                dxhat_ln=net.bngain.detach() * net.hpreact.grad, x_bn=x_bn, s_bn=s_bn.detach(),
+                xhat_bn=xhat_bn.detach())
+
+
+def _exercise_3_check(net, grads, tensor, formula, wrong=None):
+    """cmp(tensor, answer, tensor) in exercise 3's notebook, with the answer computed there: `formula` is code,
+    or a function of the notebook's variables. x_ln and x_bn (the transfer tasks) after all of BatchNorm."""
+    transfer = tensor in ("x_ln", "x_bn")
+    notebook = _exercise_3_notebook(net, grads, "hprebn" if transfer else tensor, wrong)
+    if transfer:
+        notebook.update(_transfer_tasks(net))
+    answer = formula(notebook) if callable(formula) else eval(formula, {"torch": torch}, notebook)
+    notebook.update({"cmp": cmp, "answer": answer})
+    exec(f"result = cmp('{tensor}', answer, {tensor}, strict=False)", notebook)
+    return notebook["result"]
+
+
+EXERCISE_3_MISTAKES = [
+    ("dbnvar with the exponent not lowered", "bnvar",
+     "(bnvar + 1e-5)**-0.5 * (dbnraw * bndiff).sum(0, keepdim=True)", "wrong_elementary_derivative",
+     ["the step through `bnvar_inv`", "(bnvar + 1e-05)**-0.5: the exponent not lowered",
+      "-0.5 * x**-1.5, with x = (bnvar + 1e-05) here"]),
+    ("dbnvar with -0.5 but the exponent not lowered", "bnvar",
+     "-0.5 * bnvar_inv * (dbnraw * bndiff).sum(0, keepdim=True)", "wrong_elementary_derivative",
+     ["-0.5 * (bnvar + 1e-05)**-0.5: the exponent not lowered"]),
+    ("dbnvar from bnraw instead of bndiff", "bnvar",
+     "-0.5 * bnvar_inv**3 * (dbnraw * bnraw).sum(0, keepdim=True)", "swapped_operand",
+     ["the step through `bnraw` (by way of `bnvar_inv`) with `bnraw`", "used `bndiff`"]),
+    ("dhprebn fused with both batch sums over dim 1", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(1, keepdim=True)"
+     " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(1, keepdim=True))", "normalisation_slip",
+     ["normalisation along dim 0", "both sums (of dhpreact and of dhpreact * bnraw) taken over dim 1",
+      "sums over dim 0"]),
+    ("dhprebn fused with one batch sum over dim 1", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(1, keepdim=True) - n / (n - 1) * bnraw * dbngain)",
+     "normalisation_slip", ["the sum of dhpreact taken over dim 1 where the right formula sums over dim 0"]),
+    ("dhprebn fused with gain inside and sums over dim 1", "hprebn",
+     "bnvar_inv / n * (n * dbnraw - dbnraw.sum(1, keepdim=True)"
+     " - n / (n - 1) * bnraw * (dbnraw * bnraw).sum(1, keepdim=True))", "normalisation_slip",
+     ["both sums (of dbnraw and of dbnraw * bnraw) taken over dim 1"]),
+    ("dx_ln with the sums over dim 0", "x_ln",
+     "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(0, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(0, keepdim=True))", "normalisation_slip",
+     ["normalisation along dim 1 (each row on its own", "both sums (of dxhat_ln and of dxhat_ln * xhat_ln) taken "
+      "over dim 0 where the right formula sums over dim 1"]),
+    ("dx_ln with n = 32", "x_ln",
+     "s_ln / n * (n * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - n / (n - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
+     ["n = 32 where it is 64", "each row"]),
+    ("dx_ln with the gain pulled out of the bracket", "x_ln",
+     "bngain * s_ln / n_hidden * (n_hidden * dhpreact - dhpreact.sum(1, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dhpreact * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
+     ["the gain taken out of the sums", "changes along dim 1", "dxhat_ln"]),
+]
+
+
+@pytest.mark.parametrize("label, tensor, formula, rule, facts", EXERCISE_3_MISTAKES,
+                         ids=[m[0] for m in EXERCISE_3_MISTAKES])
+def test_exercise_3_mistake_is_diagnosed(net, grads, label, tensor, formula, rule, facts, capsys):
+    result = _exercise_3_check(net, grads, tensor, formula)
+    assert not result and result.diagnosis == rule, result.hint
+    for fact in facts:
+        assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
+    assert "fix it first" not in result.hint
+
+
+EXERCISE_3_RIGHT = [
+    ("dbnvar", "bnvar", "-0.5 * bnvar_inv**3 * (dbnraw * bndiff).sum(0, keepdim=True)"),
+    ("dbnvar with (bnvar + eps)", "bnvar", "-0.5 * (bnvar + 1e-5)**-1.5 * (dbnraw * bndiff).sum(0)"),
+    ("dbnvar from bnraw", "bnvar", "-0.5 * bnvar_inv**2 * (dbnraw * bnraw).sum(0, keepdim=True).double()"),
+    ("dbnmeani", "bnmeani", "-bnvar_inv * dbnraw.sum(0, keepdim=True)"),
+    ("dhprebn paths", "hprebn", "bnvar_inv * dbnraw + (-bnvar_inv * dbnraw.sum(0)) / n"
+     " + (-0.5 * bnvar_inv**3 * (dbnraw * bndiff).sum(0)) * 2 / (n - 1) * bndiff"),
+    ("dhprebn fused", "hprebn", "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)"),
+    ("dhprebn fused with sums", "hprebn", "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)"
+     " - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0, keepdim=True))"),
+    ("dx_ln", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))"),
+    ("dx_ln with the gain written out, without keepdim", "x_ln",
+     "s_ln * (bngain * dhpreact - (bngain * dhpreact).mean(1).view(32, 1) - xhat_ln"
+     " * (bngain * dhpreact * xhat_ln).sum(1).view(32, 1) / (n_hidden - 1))"),
+    ("dx_ln in float64", "x_ln", "(s_ln.double() / n_hidden * (n_hidden * dxhat_ln.double()"
+     " - dxhat_ln.double().sum(1, keepdim=True) - n_hidden / (n_hidden - 1) * xhat_ln.double()"
+     " * (dxhat_ln.double() * xhat_ln.double()).sum(1, keepdim=True)))"),
+    ("dx_bn", "x_bn", "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
+     " - xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))"),
+    ("dx_bn with the gain inside", "x_bn", "s_bn * (bngain * dhpreact - (bngain * dhpreact).mean(0)"
+     " - xhat_bn * (bngain * dhpreact * xhat_bn).mean(0))"),
+    ("dhprebn fused in float64", "hprebn", "(bngain.double() * bnvar_inv.double() / n * (n * dhpreact.double()"
+     " - dbnbias.double() - n / (n - 1) * bnraw.double() * dbngain.double()))"),
+]
+
+
+@pytest.mark.parametrize("label, tensor, formula", EXERCISE_3_RIGHT, ids=[m[0] for m in EXERCISE_3_RIGHT])
+def test_exercise_3_right_answer_in_another_form_is_accepted(net, grads, label, tensor, formula, capsys):
+    result = _exercise_3_check(net, grads, tensor, formula)
+    assert result.diagnosis in (None, "rounding") or (result.diagnosis == "dtype" and result.values_right), result.hint
+
+
+
+def _unsummed_dbngain(net, grads):
+    return (net.bnraw * grads["dhpreact"]).detach()  # (32, 64): its own check says so
+
+
+# Mistakes met after other wrong checks: (label, tensor, formula, {gradient: wrong answer checked before},
+# rule, facts its message must state, facts it must not state)
+EXERCISE_3_AFTER_WRONG_CHECKS = [
+    ("dhprebn fused with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
+     lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "normalisation_slip",
+     ["`dbngain` (32, 64) in place of the sum of dhpreact * bnraw over dim 0", ".sum(0, keepdim=True)"],
+     ["bnvar", "fix it first"]),
+    ("dhprebn without Bessel and with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
+     lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "normalisation_slip",
+     ["`dbngain` (32, 64) in place of the sum", "the coefficient n/(n-1) = 32/31 of the variance part left out",
+      "Bessel"], ["bnvar", "fix it first"]),
+    ("dhprebn without the gain and with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
+     "bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
+     lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "unfixed_shape",
+     ["`dbngain`, checked before as bngain's gradient, still has shape (32, 64) where bngain has (1, 64)",
+      "broadcasting spreads it over (32, 64) without an error", "`bnvar`, checked before this one, is wrong too: "
+      "if your formula uses its gradient, fix it first"], ["and bnvar is computed from this tensor"]),
+    ("dhprebn without Bessel, a (64,) dbngain checked before", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
+     lambda v, g: {"dbngain": g["dbngain"].view(64)}, "variance_term", ["Bessel"], ["still has shape"]),
+    ("dx_ln without n/(n-1)", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {}, "normalisation_slip",
+     ["the coefficient n/(n-1) = 64/63 of the variance part left out", "n-1 = 63"], []),
+    ("dx_bn with the sums over dim 1", "x_bn", "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(1, keepdim=True)"
+     " - xhat_bn * (dhpreact * xhat_bn).sum(1, keepdim=True))", lambda v, g: {}, "normalisation_slip",
+     ["both sums (of dhpreact and of dhpreact * xhat_bn) taken over dim 1"], ["n/(n-1)"]),
+    ("dx_bn with n = 64", "x_bn", "bngain * s_bn / n_hidden * (n_hidden * dhpreact - dhpreact.sum(0, keepdim=True)"
+     " - xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", lambda v, g: {}, "normalisation_slip",
+     ["n = 64 where it is 32"], []),
+    ("dx_ln with n = 32 in n/(n-1) only", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, "
+     "keepdim=True) - n / (n - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {},
+     "normalisation_slip", ["n = 32 in n/(n-1) but 64 elsewhere: n is 64 everywhere"], []),
+    ("dx_ln with n = 32 in s/n and n*g only", "x_ln", "s_ln / n * (n * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
+     " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {},
+     "normalisation_slip", ["n = 32 in s/n and n*g but 64 in n/(n-1)"], []),
+]
+
+
+@pytest.mark.parametrize("label, tensor, formula, wrong, rule, facts, not_said", EXERCISE_3_AFTER_WRONG_CHECKS,
+                         ids=[m[0] for m in EXERCISE_3_AFTER_WRONG_CHECKS])
+def test_exercise_3_mistake_after_wrong_checks(net, grads, label, tensor, formula, wrong, rule, facts, not_said,
+                                               capsys):
+    result = _exercise_3_check(net, grads, tensor, formula, wrong(net, grads))
+    assert not result and result.diagnosis == rule, result.hint
+    for fact in facts:
+        assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
+    for claim in not_said:
+        assert claim not in result.hint, f"{claim!r} in hint: {result.hint}"

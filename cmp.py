@@ -1109,7 +1109,8 @@ def _rule_added_instead_of_multiplied(c):
     if not found:
         return None
     name, incoming, used = found
-    if used.sum() < max(2, used.numel() // 2):
+    enough = 1 if used.numel() == 1 else max(2, used.numel() // 2)  # one number is enough for a single one
+    if used.sum() < enough:
         return None
     local = c.ref[used] / incoming[used]
     if not _explains(local + incoming[used], c.d[used], c.ref[used]):
@@ -1895,6 +1896,10 @@ RULES = [
          "above allclose's atol)", "that is right", "before all_zeros, which would call it unfinished"),
     Rule("probably_correct", "right", "check_numerically: rel err between 1e-7 and 1e-4",
          "fine for kinks; for a smooth function expect below 1e-7", "as rounding"),
+    Rule("blurred_estimate", "right", "check_numerically: f computes in float32 (or lower), or an estimate with "
+         "a step h/100 agrees with your dx", "the estimate, not your dx, is what is off: why",
+         "with the other verdicts on a right-looking answer: the value rules would read the estimate as "
+         "the right answer"),
     # value: right shape and dtype, wrong values
     Rule("nonfinite", "value", "your gradient has NaN or inf, the right one has none",
          "how many, and where they come from",
@@ -2233,15 +2238,35 @@ def _check_numerically(name, f, x, dout, dx, h):
             hints.append(f"dx is {_dtype_name(d)}, whose rounding alone gives errors of this size; "
                          "compute it in float64 for a sharper check")
     elif status in (Status.SUSPICIOUS, Status.WRONG):
+        x64 = torch.as_tensor(x).detach().to(torch.float64)
+        with torch.no_grad():
+            out = torch.as_tensor(f(x64.clone())).detach()
+        blurred = _blurred_estimate(f, x, dout, d64, h, out)
+        if blurred:
+            return _numerical_result(name, maxdiff, err, blurred, status, "blurred_estimate")
         if status == Status.SUSPICIOUS:
             hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
-        x64 = torch.as_tensor(x).detach().to(torch.float64)
         dout64 = torch.as_tensor(dout).detach().to(torch.float64)
-        with torch.no_grad():
-            out = torch.as_tensor(f(x64.clone())).detach().to(torch.float64)
+        out = out.to(torch.float64)
         incoming = (("out", out, dout64),) if dout64.shape == d64.shape == out.shape else ()  # f(x)'s gradient: dout
         case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, _sizes_of({"x": x64}), incoming)
         rule, hint = _diagnose("value", case)
-        hints.append(hint)
+        # here the reference is a finite-difference estimate, not autograd's gradient: call it that
+        hints.append(hint.replace("the right gradient", "the estimate").replace("the right answer", "the estimate"))
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)
+
+
+def _blurred_estimate(f, x, dout, d64, h, out):
+    """Why the estimate, not your dx, may be what is off: f computes in low precision, or a smaller
+    step h makes the estimate agree with dx (a kink within h of an input). None if neither."""
+    if out.is_floating_point() and out.dtype != torch.float64:
+        return (f"f returns {_dtype_name(out)}, not float64: its rounding alone blurs the finite-difference "
+                "estimate by about this much, so this check cannot tell a right dx from a wrong one; "
+                "make f compute in float64 first")
+    smaller = h / 100
+    if rel_error(d64, numerical_vjp(f, x, dout, smaller)) < NUMERICAL_CORRECT:
+        return (f"with a step 100 times smaller (h = {smaller:.0e}) the estimate agrees with your dx "
+                "(rel err below 1e-7): the first estimate was blurred, e.g. by a kink (relu, max, abs) "
+                "within h of an input, and your dx is probably right")
+    return None

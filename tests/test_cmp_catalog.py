@@ -599,6 +599,24 @@ def _case_numerically_local_derivative_only(net, grads):
     return check_numerically("tanh", torch.tanh, x, dout, 1 - torch.tanh(x)**2)
 
 
+def _case_numerically_float32_f(net, grads):
+    """The exact gradient, but f computes in float32: the estimate is what is off."""
+    x = net.hpreact.detach()[:2, :5].double()
+    return check_numerically("tanh", lambda v: torch.tanh(v.float()), x, torch.ones_like(x), 1 - torch.tanh(x)**2)
+
+
+def _case_numerically_kink(net, grads):
+    """relu's exact gradient, with an input 3e-6 from the kink: h = 1e-5 crosses it, h = 1e-7 does not."""
+    x = torch.tensor([-1.0, 0.5, 3e-6, 2.0], dtype=torch.float64)
+    return check_numerically("relu", torch.relu, x, torch.ones_like(x), (x > 0).double())
+
+
+def _case_numerically_wrong_is_not_blurred(net, grads):
+    """A wrong dx whose check fails at every step stays wrong: no talk of a blurred estimate."""
+    x = torch.tensor([-1.0, 0.5, 3e-6, 2.0], dtype=torch.float64)
+    return check_numerically("relu", torch.relu, x, torch.ones_like(x), (x > 1).double())
+
+
 def _case_warmup_one_use_dropped(net, grads):
     """The warm-up's graph, kept (retain_graph=True): a is used in m = a * w and again in L = h * a."""
     a, w, c = (torch.tensor(value, dtype=torch.float64, requires_grad=True) for value in (1.25, -0.5, 0.25))
@@ -669,6 +687,12 @@ OTHER_CASES = [
     ("db1 all zeros, reference noise above atol", "zero_answer_is_right", ["db1 is all zeros, and that is right"],
      _case_all_zero_db1_with_noisy_reference),
     ("tanh in float32, numerically", "probably_correct", ["float32"], _case_numerically_probably_correct),
+    ("tanh with f in float32, numerically", "blurred_estimate", ["f returns float32", "cannot tell a right dx"],
+     _case_numerically_float32_f),
+    ("relu near its kink, numerically", "blurred_estimate", ["h = 1e-07", "kink", "probably right"],
+     _case_numerically_kink),
+    ("relu with a wrong dx, numerically", "partly_right", ["where the estimate is not 0"],
+     _case_numerically_wrong_is_not_blurred),
     ("dh against a NaN reference", "reference_nonfinite", ["h.grad itself contains NaN"], _case_reference_nan),
     ("db1 with a constant added", "right_answer_is_zero", ["zero up to float rounding"],
      lambda v, g: cmp("b1", g["db1"] + 1e-3, v.b1)),

@@ -1501,7 +1501,7 @@ def _rule_rows_overwritten(c):
     uses = _embedding_uses(c)
     if uses is None:
         return None
-    index, parts = uses
+    index, parts, index_name, parts_name = uses
     wrong = ~close.all(1)
     for row in wrong.nonzero().flatten().tolist():
         if not any(_fits(part, c.d[row]) for part in parts[index == row]):
@@ -1511,26 +1511,27 @@ def _rule_rows_overwritten(c):
     used_rows = int(c.ref.any(1).sum())
     return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} just one of its "
             "contributions, as when a row that is used several times keeps only one: a write such as "
-            "`dC[Xb] += demb` or `dC[i] = ...` replaces instead of adding. Add every use: `+=` inside a loop over "
-            "the positions, or index_add_")
+            f"`{c.dname}[{index_name}] += {parts_name}` or `{c.dname}[i] = ...` replaces instead of adding. Add "
+            "every use: `+=` inside a loop over the positions, or one call that adds rows at given indices")
 
 
 def _embedding_uses(c):
-    """(index, parts) when the right answer is `parts` added into the rows given by `index` (flattened), both
-    found among your notebook's tensors and the checked gradients (Xb and demb for dC); else None."""
+    """(index, parts, their names) when the right answer is `parts` added into the rows given by `index`
+    (flattened), both found among your notebook's tensors and the checked gradients (Xb and demb for dC);
+    else None."""
     if c.d.dim() != 2:
         return None
-    grads = [grad for _, _, grad in c.consumers] + [values for _, values in c.in_scope]
-    for _, index in c.index_tensors:
+    grads = [(f"d{name}", grad) for name, _, grad in c.consumers] + list(c.in_scope)
+    for index_name, index in c.index_tensors:
         if index.min() < 0 or index.max() >= c.d.shape[0]:
             continue
-        for parts in grads:  # demb (32, 3, 10), or dembcat (32, 30) with the same numbers in the same order
+        for parts_name, parts in grads:  # demb (32, 3, 10), or dembcat (32, 30), the same numbers in order
             if parts.numel() != index.numel() * c.d.shape[1] or parts.shape[0] != index.shape[0]:
                 continue
             parts = parts.reshape(-1, c.d.shape[1])
             total = torch.zeros_like(c.ref).index_add_(0, index.flatten(), parts)
             if _fits(total, c.ref):
-                return index.flatten(), parts
+                return index.flatten(), parts, index_name, parts_name
     return None
 
 

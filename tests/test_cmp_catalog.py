@@ -192,7 +192,7 @@ MISTAKES = [
      [".view(32, 3, 10)"]),
     ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten",
      ["right in 9 of the 21 rows that get a gradient", "each wrong row holds just one of its contributions",
-      "index_add_"]),
+      "`dC[Xb] += demb` or `dC[i] = ...`", "adds rows at given indices"]),
     ("dC with a loop that assigns", "C", _dC_loop_overwriting, "rows_overwritten", ["just one of its contributions", "`+=`"]),
     ("dW1 all zeros", "W1", lambda v, g: torch.zeros_like(v.W1), "all_zeros", []),
     ("dh with a NaN", "h", lambda v, g: _with(g["dh"], 3, 7, float("nan")), "nonfinite", ["1 NaN"]),

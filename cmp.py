@@ -1020,8 +1020,9 @@ def _rule_constant_factor(c):
     sizes_ratio = abs(fraction.numerator) in c.sizes and fraction.denominator in c.sizes
     if abs(float(fraction) - k) > FRACTION_FIT * abs(k) or not (_is_simple(fraction) or sizes_ratio):
         sign = " and a sign is flipped" if k < 0 else ""
-        return (f"{c.dname} is the right answer times a constant factor that is not a simple fraction"
-                f"{sign}: look for a wrong constant in the formula")
+        return (f"{c.dname} is the right answer times one factor common to all entries, about {abs(k):.4g}, "
+                f"not a simple fraction{sign}: look for a factor missing or too many, which may be a sum or "
+                "a normaliser rather than a constant")
     return f"{c.dname} is {fraction} times the right answer: {_factor_meaning(fraction, c.sizes)}"
 
 
@@ -1194,9 +1195,63 @@ def _rule_label_term_missing(c):
     direction = "high" if values.mean().item() > 0 else "low"
     where = "one entry per row, each" if c.d.dim() == 2 else "one entry,"
     return (f"{c.dname} is right except in {where} {amount} too {direction}; "
-            "that is where the right gradient is negative: the label. The part of "
-            "the loss that depends on the label directly (the -l_y of -log p_y = -l_y + log sum exp l) is "
-            "missing or has the wrong size")
+            "that is where the right gradient is negative: the label. The term of the loss that depends on "
+            "the label's own logit directly is missing, has the wrong size or the wrong sign")
+
+
+def _labels(c):
+    """(name, labels) of an integer tensor in your notebook with one label per row of your gradient (Yb)."""
+    for name, index in c.index_tensors:
+        if (c.d.dim() == 2 and index.dim() == 1 and len(index) == c.d.shape[0] and len(index) > 1
+                and index.min() >= 0 and index.max() < c.d.shape[1]):
+            return name, index
+    return None
+
+
+def _rule_whole_label_columns(c):
+    """Wrong in whole columns, those the labels name, by one amount: [:, Yb] where one entry per row was meant."""
+    found = _labels(c)
+    if not found:
+        return None
+    name, labels = found
+    at_label = torch.zeros_like(c.d, dtype=torch.bool)
+    at_label[torch.arange(len(labels)), labels] = True
+    label_columns = torch.zeros_like(at_label)
+    label_columns[:, labels] = True
+    wrong = c.error.abs() > FIT * max(_max_abs(c.ref), _TINY)
+    for where in (label_columns, label_columns & ~at_label):
+        if torch.equal(wrong, where) and _is_constant(c.error[where]):
+            return (f"{c.dname} is wrong in whole columns, all by {_number(c.error[where].mean().item())}: the "
+                    f"columns whose index is in `{name}` (the labels of the batch), in every row. An index such "
+                    f"as [:, {name}] picks every row of those columns; one entry per row needs an index for the "
+                    "rows as well")
+    return None
+
+
+def _rule_label_and_rest_offsets(c):
+    """Off by one amount at every label entry and by another at every other entry: a wrong target."""
+    found = _labels(c)
+    if not found:
+        return None
+    name, labels = found
+    at_label = torch.zeros_like(c.d, dtype=torch.bool)
+    at_label[torch.arange(len(labels)), labels] = True
+    on, off = c.error[at_label], c.error[~at_label]
+    scale = max(_max_abs(c.ref), _TINY)
+    for part in (on, off):  # each one amount, up to rounding: the spread is tiny next to the gradient and the amount
+        spread = _max_abs(part - part.mean())
+        if spread > FIT * scale or spread > EXPLAINED * abs(part.mean().item()):
+            if _max_abs(part) > FIT * scale:
+                return None
+    if _max_abs(on) <= FIT * scale:
+        return None  # right at the labels: another rule says more
+    if _max_abs(off) <= FIT * scale:
+        return (f"{c.dname} is right except at the label entries (`{name}`), each off by "
+                f"{_number(on.mean().item())}: the term of the loss that depends on the label's own logit (or "
+                "the target's value at the label) is missing or has the wrong size")
+    return (f"{c.dname} is off by {_number(on.mean().item())} at every label entry (`{name}`) and by "
+            f"{_number(off.mean().item())} at every other entry: what your formula puts at the label and at the "
+            "other classes (a target, say) has the wrong values; check both against the loss's definition")
 
 
 def _rule_softmax_over_the_wrong_dim(c):
@@ -1960,6 +2015,12 @@ RULES = [
     Rule("label_term_missing", "value", "wrong at one entry per row (the label) by the same amount",
          "the -l_y part of the loss",
          "a precise formula for cross-entropy", check=_rule_label_term_missing, local=True),
+    Rule("whole_label_columns", "value", "wrong in whole columns, the ones the labels name, by one amount",
+         "an index such as [:, Yb] picks whole columns", "a precise pattern of an indexing slip",
+         check=_rule_whole_label_columns, local=True),
+    Rule("label_and_rest_offsets", "value", "off by one amount at every label entry and another at every other "
+         "entry", "the values put at the label and elsewhere (a target) are wrong", "after the label term alone",
+         check=_rule_label_and_rest_offsets, local=True),
     Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
          "the probabilities are taken along the other dim",
          "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),

@@ -218,6 +218,13 @@ MISTAKES = [
      "branch_per_slice", ["what dbndiff lacks is dbnraw times a factor that is the same along dim 0", "`bnraw`"]),
     ("demb from a view with the dims in another order", "emb",
      lambda v, g: g["dembcat"].view(32, 10, 3).transpose(1, 2), "wrong_order", ["right numbers in the wrong places"]),
+    ("dlogits fused with [:, Yb]", "logits",
+     lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27).sum(0).clamp(max=1)) / 32).detach(),
+     "whole_label_columns", ["whole columns, all by -1/32", "`Yb`", "[:, Yb] picks every row"]),
+    ("dlogits fused with a smoothed target", "logits",
+     lambda v, g: ((F.softmax(v.logits, 1) - (0.9 * F.one_hot(v.Yb, 27) + 0.1 / 26 * (1 - F.one_hot(v.Yb, 27))))
+                   / 32).detach(),
+     "label_and_rest_offsets", ["at every label entry (`Yb`)", "at every other entry", "target"]),
     ("dlogits fused divided by 27", "logits",
      lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27)) / 27).detach(), "constant_factor",
      ["32/27 times", "divided by 27 (logits.shape[1])", "divides by 32"]),

@@ -1019,11 +1019,25 @@ def _rule_constant_factor(c):
     fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
     sizes_ratio = abs(fraction.numerator) in c.sizes and fraction.denominator in c.sizes
     if abs(float(fraction) - k) > FRACTION_FIT * abs(k) or not (_is_simple(fraction) or sizes_ratio):
+        root = _root_of_a_divisor_ratio(k * k, c.sizes)
+        if root:
+            return (f"{c.dname} is {root} times the right answer: as when a standard deviation, or 1/std, is "
+                    "computed with another divisor than the forward pass uses (n-1 where it divides by n, or the "
+                    "other way round), e.g. a tensor reused from another layer")
         sign = " and a sign is flipped" if k < 0 else ""
         return (f"{c.dname} is the right answer times one factor common to all entries, about {abs(k):.4g}, "
                 f"not a simple fraction{sign}: look for a factor missing or too many, which may be a sum or "
                 "a normaliser rather than a constant")
     return f"{c.dname} is {fraction} times the right answer: {_factor_meaning(fraction, c.sizes)}"
+
+
+def _root_of_a_divisor_ratio(k2, sizes):
+    """'√(31/32)' when k2 is (m-1)/m or m/(m-1) for a size m of the problem (m > 4), else None."""
+    for m in sizes:
+        for num, den in ((m - 1, m), (m, m - 1)):
+            if m > 4 and abs(k2 - num / den) < FRACTION_FIT * k2:
+                return f"√({num}/{den})"
+    return None
 
 
 def _is_simple(f):
@@ -1296,11 +1310,24 @@ def _rule_variance_term(c):
     n = c.d.shape[0]
     start = (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
              "of the gradient that flows through the batch variance")
+    norm = _normalisation(c)
+    if norm is not None and norm.dim == 0 and norm.correction == 0:
+        return _variance_term_dividing_by_n(c, norm, start)
     share = _variance_part_share(c, coefficient, xhat, s)
     if share is not None and abs(share * n - 1) < SHARE_FIT:
         return (f"{start} is {n - 1}/{n} of its right size, as when the variance is taken as dividing by n = {n}: "
                 f"the forward pass divides by n-1 = {n - 1} (Bessel's correction); follow that factor through "
                 "your derivation")
+    size = None if share is None else 1 - share  # the variance part's size, relative to the right one
+    if size is not None and abs(size - n / (n - 1)) < SHARE_FIT * size:
+        return (f"{start} is {n}/{n - 1} of its right size: a factor n/(n-1) too many (n = {n}). Does this forward "
+                "pass divide the variance by n? Then the coefficient n/(n-1) of the last term does not belong; "
+                "or has the factor gone in twice?")
+    for ratio, words in (((n - 1) / n, f"√({n - 1}/{n})"), (n / (n - 1), f"√({n}/{n - 1})")):
+        if size is not None and abs(size - ratio ** 0.5) < SHARE_FIT * size:
+            return (f"{start} is {words} of its right size, as when x̂, or a sum of it such as the gain's "
+                    f"gradient, comes from a variance divided by n-1 = {n - 1} where this one divides by n = {n}, "
+                    "or the other way round (e.g. reused from another layer)")
     if share is not None and abs(share - 1) < SHARE_FIT:
         return f"{start} is missing"
     if share is not None and abs(share - 2) < SHARE_FIT:
@@ -1311,6 +1338,31 @@ def _rule_variance_term(c):
         return (f"{start} is off by a different factor in each column, as if a per-column quantity (such as "
                 "1/std, or x - mean in place of x̂) were missing or extra in it")
     return f"{start} is missing or has the wrong size"
+
+
+def _variance_term_dividing_by_n(c, norm, start):
+    """The variance part's size when the forward pass divides the variance by n (exercise 3's x_bn)."""
+    n = c.d.shape[0]
+    part = -norm.s / n * norm.xhat * (norm.incoming * norm.xhat).sum(0, keepdim=True)  # the right variance part
+    per_column = (c.error * norm.xhat).sum(0, keepdim=True) / (part * norm.xhat).sum(0, keepdim=True)
+    size = 1 + per_column.mean().item()
+    if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
+        return (f"{start} is off by a different factor in each column, as if a per-column quantity (such as 1/std, "
+                "or x - mean in place of x̂) were missing or extra in it")
+    reused = (f"from a variance divided by n-1 = {n - 1}, where this forward pass divides by n = {n} (e.g. "
+              "reused from a layer with Bessel's correction)")
+    known = ((n / (n - 1), f"{n}/{n - 1}", f"this forward pass divides the variance by n = {n}, so the coefficient "
+              "n/(n-1) of the last term (Bessel's correction) does not belong here"),
+             ((n - 1) / n, f"{n - 1}/{n}",
+              f"as when both x̂ and the sum of it (such as the gain's gradient) come {reused}"),
+             (((n - 1) / n) ** 0.5, f"√({n - 1}/{n})", f"as when x̂, or the sum of it (such as the gain's gradient), "
+              f"comes {reused}"))
+    for ratio, words, why in known:
+        if abs(size - ratio) < LOOSE_FIT:
+            return f"{start} is {words} of its right size: {why}"
+    if abs(size) < SHARE_FIT:
+        return f"{start} is missing"
+    return f"{start} has about {size:.3f} times its right size"
 
 
 def _norm_backward(g, xhat, s, n, sum_g, sum_gx, coefficient=None):
@@ -1718,7 +1770,7 @@ def _rule_swapped_operand(c):
             saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
             what = "matmul" if step.op == "MmBackward0" else "multiplication"
             return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the "
-                    f"{what} in the forward pass used `{saved_names[0]}` ({step.op} saved it): use the tensor the "
+                    f"{what} in the forward pass used `{saved_names[0]}`: use the tensor the "
                     "forward pass multiplied by")
     return None
 

@@ -870,6 +870,17 @@ EXERCISE_3_MISTAKES = [
      "bngain * s_ln / n_hidden * (n_hidden * dhpreact - dhpreact.sum(1, keepdim=True)"
      " - n_hidden / (n_hidden - 1) * xhat_ln * (dhpreact * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
      ["the gain taken out of the sums", "changes along dim 1", "dxhat_ln"]),
+    ("dx_bn with n/(n-1) kept", "x_bn",
+     "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
+     " - n / (n - 1) * xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", "variance_term",
+     ["32/31 of its right size", "divides the variance by n = 32", "n/(n-1) of the last term"]),
+    ("dx_bn reusing dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - xhat_bn * dbngain)",
+     "variance_term", ["√(31/32) of its right size", "divided by n-1 = 31"]),
+    ("dx_bn reusing bnraw and dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
+     "variance_term", ["31/32 of its right size", "both x̂ and the sum of it"]),
+    ("dx_bn with bnvar_inv for s_bn", "x_bn", "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
+     " - xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", "constant_factor",
+     ["√(31/32) times the right answer", "another divisor"]),
 ]
 
 

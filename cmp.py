@@ -152,24 +152,30 @@ class CheckResult:
 
 _results = {}
 _tensors = {}
+_answers = {}  # {name: your gradient as it was checked (a detached copy)}
 
 
 def reset():
     """Forget all checks made so far."""
     _results.clear()
     _tensors.clear()
+    _answers.clear()
     _seen_grads.clear()
     _seen_batch.clear()
     _seen_as_variable.clear()
 
 
-def _record(result, t):
-    """Remember a result under its name; a new check of the same name replaces the old one."""
+def _record(result, t, dt=None):
+    """Remember a result under its name, with its tensor and your gradient; a new check of the same name
+    replaces the old one."""
     _results[result.name] = result
     if isinstance(t, torch.Tensor):
         _tensors[result.name] = t
     else:
         _tensors.pop(result.name, None)
+    _answers.pop(result.name, None)
+    if isinstance(dt, torch.Tensor) and result.diagnosis != "internal_error":
+        _answers[result.name] = dt.detach().clone()
 
 
 def _steps_back(u, t, limit=200):
@@ -266,7 +272,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
         elif result.status == Status.WRONG:
             upstream = _wrong_upstream(name, t, result)
             if upstream:
-                result = _blame_upstream(result, upstream)
+                result = _blame_upstream(result, upstream, _your_step(name, dt, t, namespace))
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
         if _is_strict(strict):
             raise
@@ -274,7 +280,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
     print(_report(result))
     if record:
-        _record(result, t)
+        _record(result, t, dt)
     _raise_if_strict(result, strict)
     return result
 
@@ -340,13 +346,17 @@ def _listing(names):
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
-def _blame_upstream(result, upstream):
+def _blame_upstream(result, upstream, step=None):
     """A wrong gradient below a wrong earlier one it may be computed from: say so.
 
-    A loose value diagnosis (a factor, some rows or entries wrong) could describe only the inherited error,
-    so it is replaced. A local one (Rule.local: a precise wrong formula for this step) and a shape or
-    dtype one are the student's own: kept, with the note."""
+    When cmp could apply the right backward step to your own gradient of the earlier tensor (`step`, see
+    _your_step), it says whether your step is right (then the error is all inherited) or what is wrong with
+    it. Otherwise: a loose value diagnosis (a factor, some rows or entries wrong) could describe only the
+    inherited error, so it is replaced; a local one (Rule.local: a precise wrong formula for this step) and a
+    shape or dtype one are the student's own: kept, with the note."""
     rule = _RULES_BY_ID.get(result.diagnosis)
+    if rule is not None and rule.stage == "value" and step is not None:
+        return _judge_your_step(result, rule, step)
     if rule is not None and rule.stage == "value" and not rule.local:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
@@ -354,6 +364,157 @@ def _blame_upstream(result, upstream):
     return replace(result, hint=result.hint + (
         f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, "
         "fix it first"))
+
+
+_DESCRIPTIONS = ("wrong_values", "partly_right", "almost_right")  # rules that say what differs, not why
+
+
+def _judge_your_step(result, rule, step):
+    """The verdict on a wrong gradient below a wrong one, from the right step applied to your gradient above."""
+    above, yours = f"`{step.upstream}`", f"d{step.upstream}"
+    mine = _names(result.name)[0]
+    if step.right:
+        return replace(result, diagnosis="upstream_only", hint=(
+            f"{above}, checked before this one, is wrong too, and all of this gradient flows through it; your "
+            f"way from {yours} to {mine} is right (the right backward step applied to your {yours} gives your answer), so "
+            f"the error comes from {above}: fix it first, then check this one again"))
+    if step.rule not in _DESCRIPTIONS or rule.id in _DESCRIPTIONS:
+        return replace(result, diagnosis=f"step_wrong_too+{step.rule}", hint=(
+            f"{above}, checked before this one, is wrong too: fix it first. But your way from {yours} to {mine} "
+            f"is wrong as well; compared with the right backward step applied to your {yours}:\n{step.hint}"))
+    return replace(result, hint=result.hint + (
+        f"\n{above}, checked before this one, is wrong too, but its error does not explain this one: the right "
+        f"backward step applied to your {yours} does not give your answer either"))
+
+
+@dataclass(frozen=True)
+class YourStep:
+    """The right backward step applied to your own gradient of `upstream`, a wrong checked tensor through
+    which all of t's gradient flows: what your answer would be if only `upstream` were wrong."""
+    upstream: str
+    right: bool       # your answer is what that step gives
+    rule: str = None  # else the value rule that says how your answer differs from it, and what it says
+    hint: str = None
+
+
+def _your_step(name, dt, t, namespace):
+    """A YourStep for your answer dt, or None when it cannot be made (no wrong checked tensor that all of
+    t's gradient flows through, or autograd's graph was freed: loss.backward() without retain_graph=True)."""
+    ref = _grad_of(t)
+    d, problem = _as_tensor(dt)
+    if problem or ref is None or d.shape != ref.shape:
+        return None
+    d = d.detach().to(torch.float64)
+    for other in _wrong_checks_above(name, t):
+        u, your_du = _tensors[other], _answers.get(other)
+        if your_du is None or your_du.shape != u.shape or _grad_of(u) is None:
+            continue
+        through_u = _backward_from(u, _grad_of(u), [t])
+        expected = _backward_from(u, your_du, [t])
+        if through_u is None or expected is None or not _close(through_u[0], ref):
+            continue  # the graph was freed, or some of t's gradient takes another path than through u
+        expected = expected[0]
+        expected = expected.detach().to(torch.float64)
+        if torch.allclose(d, expected):
+            return YourStep(other, True)
+        case = _case_below_your_gradient(name, d, t, expected, other, your_du, namespace)
+        if case is None:
+            return None
+        rule, hint = _diagnose("value", case)
+        return YourStep(other, False, rule, hint)
+    return None
+
+
+def _backward_from(u, du, targets):
+    """The gradients that arrive at each of `targets` when autograd's backward functions are applied from u
+    down to du ([None for a target it does not reach]), or None when the graph was freed.
+
+    torch.autograd.grad would compute this too, but it adds to the .grad of every tensor that called
+    retain_grad() on the way, changing the references of your next checks: here each operation's backward
+    function is called directly, which touches no .grad."""
+    if u.grad_fn is None:
+        return None
+    order, seen = [], set()
+
+    def visit(node):  # depth first: each node after all the nodes it passes gradients to
+        if node is None or node in seen:
+            return
+        seen.add(node)
+        for child, _ in node.next_functions:
+            visit(child)
+        order.append(node)
+
+    try:
+        visit(u.grad_fn)
+    except RecursionError:
+        return None
+    arriving = {(u.grad_fn, u.output_nr): du.detach().to(u.dtype)}
+    try:
+        with torch.no_grad():
+            for node in reversed(order):  # from u down: a node's gradients are complete when it comes
+                if type(node).__name__ == "AccumulateGrad":
+                    continue
+                inputs = [arriving.get((node, i)) for i in range(len(node._input_metadata))]
+                if all(grad is None for grad in inputs):
+                    continue
+                outputs = node(*inputs)
+                outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+                for (child, index), grad in zip(node.next_functions, outputs):
+                    if child is not None and grad is not None:
+                        grad = _as_the_engine_passes_it(grad, child._input_metadata[index])
+                        key = (child, index)
+                        arriving[key] = grad if key not in arriving else arriving[key] + grad
+    except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
+        return None
+
+    def key_of(target):
+        if target.grad_fn is not None:
+            return target.grad_fn, target.output_nr
+        return next(((node, 0) for node in order if getattr(node, "variable", None) is target), None)
+
+    return [arriving.get(key_of(target)) for target in targets]
+
+
+def _as_the_engine_passes_it(grad, metadata):
+    """A backward function's output as autograd's engine hands it on: summed over the dims along which the
+    input was broadcast, in the input's dtype."""
+    shape = tuple(metadata.shape)
+    if tuple(grad.shape) != shape:
+        grad = grad.sum_to_size(shape)
+    return grad.to(metadata.dtype)
+
+
+def _wrong_checks_above(name, t):
+    """The names of the recorded checks with wrong values whose tensor was computed from t, nearest first."""
+    found = []
+    for other, result in _results.items():
+        steps = None if other == name else _steps_back(_tensors.get(other), t)
+        if steps and result.status == Status.WRONG and not result.values_right:
+            found.append((steps, other))
+    return [other for _, other in sorted(found, key=lambda f: f[0])]
+
+
+def _case_below_your_gradient(name, d, t, expected, upstream, your_du, namespace):
+    """A ValueCase in which your gradient of `upstream` is the truth: the right answer is the right step applied
+    to it, and so are the gradients of the tensors between (found among the checked ones and your notebook's)."""
+    u = _tensors[upstream]
+    between = {id(u): (upstream, u)}
+    for key, v in list(_tensors.items()) + _tensors_in(namespace or {}):
+        if id(v) not in between and v.grad_fn is not None and _steps_back(v, t) and _steps_back(u, v):
+            between[id(v)] = (key, v)
+    names, tensors = zip(*between.values())
+    grads = _backward_from(u, your_du, tensors)
+    if grads is None:
+        return None
+    consumers = [(key, v, grad.detach().to(torch.float64)) for key, v, grad in zip(names, tensors, grads)
+                 if grad is not None and torch.isfinite(grad).all()]
+    consumers.sort(key=lambda c: _steps_back(c[1], t))
+    maxdiff, relerr = _differences(d, expected)
+    dname, tname = _names(name, None, namespace)
+    case = _value_case(name, d, expected, t, relerr, dname, tname, namespace)
+    steps = tuple(step for key, v, grad in consumers for step in [_local_step(key, v, grad, t)] if step)
+    return replace(case, consumers=tuple(consumers), steps=steps, bn_gain=None,
+                   paths={key: _count_paths(v, t) for key, v, _ in consumers})
 
 
 def _report(result):
@@ -1742,9 +1903,18 @@ RULES = [
          "check the local derivative and the gradient you multiply it by",
          "the last resort", check=_rule_wrong_values),
     # after: added to a result
+    Rule("upstream_only", "after", "a wrong gradient checked before is computed from this tensor, all of this "
+         "gradient flows through it, and the right backward step applied to your gradient of it gives your answer",
+         "your step is right: fix the earlier one first",
+         "read from autograd's graph (needs retain_graph=True); before the rules below"),
+    Rule("step_wrong_too", "after", "as above, but the right step applied to your earlier gradient does not give "
+         "your answer", "fix the earlier one, and what is wrong with your step (a value rule, measured against "
+         "that step)", "replaces the diagnosis against the right answer, which may describe only the inherited "
+         "error; kept when only that one explains your answer and the step's says just what differs"),
     Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
-         "large enough to explain this one", "fix it first", "replaces a loose value diagnosis, which may describe "
-         "only the inherited error; a local one is kept, with a note"),
+         "large enough to explain this one (and the rules above cannot be used)", "fix it first",
+         "replaces a loose value diagnosis, which may describe only the inherited error; a local one is kept, "
+         "with a note"),
     Rule("internal_error", "after", "cmp itself failed", "a bug in cmp, not necessarily in your gradient",
          "a safety net around everything"),
 ]

@@ -580,6 +580,56 @@ def _case_blamed_upstream(net, grads):
     return cmp("h", grads["dh"] * 2, net.h)
 
 
+def _case_blamed_upstream_graph_freed(net, grads):
+    """As above, after a plain loss.backward(): the graph is freed, so cmp cannot apply the right step."""
+    plain = forward()
+    cmp("logits", grads["dlogits"] * 2, plain.logits)
+    return cmp("h", grads["dh"] * 2, plain.h)
+
+
+def _case_dC_demonstration_below_a_wrong_demb(net, grads):
+    """Notebook 01's demonstration `dC[Xb] += emb.grad`, run by a student whose own demb is wrong: the
+    demonstration's point (rows lose contributions) is the error, not demb's."""
+    _check_everything_before(net, grads, "emb")
+    cmp_in_notebook(net, grads, "emb", grads["demb"] * 2)
+    dC = torch.zeros_like(net.C)
+    dC[net.Xb] += net.emb.grad
+    return cmp_in_notebook(net, grads, "C", dC)
+
+
+def _case_dC_overwritten_below_a_wrong_demb(net, grads):
+    """`dC[Xb] += demb` with the student's own demb, which is wrong: both errors are there."""
+    _check_everything_before(net, grads, "emb")
+    demb = grads["demb"] * 2
+    cmp_in_notebook(net, {**grads, "demb": demb}, "emb", demb)
+    return cmp_in_notebook(net, {**grads, "demb": demb}, "C", _dC_advanced_index(net, {"demb": demb}))
+
+
+def _students_softmax_chain_below_dlogprobs_without_mean(net):
+    """The gradients down to counts as a student computes them from a dlogprobs without the 1/n,
+    with dcounts missing its branch through counts_sum."""
+    v = SimpleNamespace(**{key: value.detach() if isinstance(value, torch.Tensor) else value
+                           for key, value in vars(net).items()})
+    dlogprobs = torch.zeros_like(v.logprobs)
+    dlogprobs[range(v.n), v.Yb] = -1.0
+    dprobs = (1.0 / v.probs) * dlogprobs
+    dcounts_sum_inv = (v.counts * dprobs).sum(1, keepdim=True)
+    dcounts_sum = -v.counts_sum**-2 * dcounts_sum_inv
+    dcounts = v.counts_sum_inv * dprobs
+    return dict(dlogprobs=dlogprobs, dprobs=dprobs, dcounts_sum_inv=dcounts_sum_inv, dcounts_sum=dcounts_sum,
+                dcounts=dcounts)
+
+
+def _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs(net, grads, checked=("logprobs", "probs",
+                                                                                   "counts_sum_inv", "counts_sum")):
+    """From a newcomer's run: below a dlogprobs 32 times too big, dcounts without its sum branch was told
+    "yours is 31 × `dprobs`", an error that came from dlogprobs, not from the step."""
+    yours = _students_softmax_chain_below_dlogprobs_without_mean(net)
+    for tensor in checked:
+        cmp_in_notebook(net, {**grads, **yours}, tensor, yours["d" + tensor])
+    return cmp_in_notebook(net, {**grads, **yours}, "counts", yours["dcounts"])
+
+
 def _case_internal_error(net, grads):
     class Broken(torch.Tensor):  # a tensor that fails inside cmp, where no rule expects it
         def detach(self):
@@ -676,8 +726,23 @@ OTHER_CASES = [
     ("dlogits off by 1e-7 in one entry", "almost_right", ["almost right"], _case_almost_right),
     ("dlogits with the bias b2 added", "broadcast_error", ["the same along dim 0"],
      lambda v, g: cmp("logits", g["dlogits"] + v.b2.detach(), v.logits)),
-    ("dh below a wrong dlogits", "wrong_upstream", ["`logits`, checked before this one, is wrong too", "fix it first"],
+    ("dh below a wrong dlogits", "upstream_only",
+     ["`logits`, checked before this one, is wrong too", "your way from dlogits to dh is right", "fix it first"],
      _case_blamed_upstream),
+    ("dh below a wrong dlogits, graph freed", "wrong_upstream",
+     ["`logits`, checked before this one, is wrong too", "fix it first"], _case_blamed_upstream_graph_freed),
+    ("dC[Xb] += emb.grad below a wrong demb", "rows_overwritten",
+     ["each wrong row holds just one of its contributions", "`emb`, checked before this one, is wrong too",
+      "its error does not explain this one"], _case_dC_demonstration_below_a_wrong_demb),
+    ("dC[Xb] += demb with a wrong demb", "step_wrong_too+rows_overwritten",
+     ["`emb`, checked before this one, is wrong too: fix it first", "your way from demb to dC is wrong as well",
+      "each wrong row holds just one of its contributions"], _case_dC_overwritten_below_a_wrong_demb),
+    ("dcounts without the sum branch below a dlogprobs 32 times too big", "step_wrong_too+branch_off",
+     ["`probs`, checked before this one, is wrong too", "your way from dprobs to dcounts is wrong as well",
+      "the branch through `counts_sum` is missing"], _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs),
+    ("the same, with only dlogprobs checked", "step_wrong_too+branch_off",
+     ["`logprobs`, checked before this one, is wrong too", "the branch through `counts_sum` is missing"],
+     lambda v, g: _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs(v, g, checked=("logprobs",))),
     ("a gradient that breaks cmp", "internal_error", ["internal error in cmp", "bug in cmp"], _case_internal_error),
     ("tanh without dout, numerically", "local_derivative_only", ["dout"], _case_numerically_local_derivative_only),
 ]
@@ -685,6 +750,7 @@ OTHER_CASES = [
 
 @pytest.mark.parametrize("label, rule, facts, run", OTHER_CASES, ids=[case[0] for case in OTHER_CASES])
 def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
+    cmp_module.reset()
     result = run(net, grads)
     assert result.diagnosis == rule, result.hint
     for fact in facts:
@@ -693,7 +759,7 @@ def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
 
 def test_every_rule_has_a_catalogue_case_that_produces_it():
     produced = {part for mistake in MISTAKES for part in mistake[3].split("+")}
-    produced |= {"not_done"} | {case[1] for case in OTHER_CASES}
+    produced |= {"not_done"} | {part for case in OTHER_CASES for part in case[1].split("+")}
     assert produced == set(RULE_IDS)
 
 

@@ -583,7 +583,7 @@ def _check(name, dt, t, atol, namespace=None):
     maxdiff, relerr = _differences(d, ref)
     dname, tname = _names(name, dt, namespace)
     if d.shape != ref.shape:
-        case = ShapeCase(d, ref, dname, tname)
+        case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace))
         rule, hint = _diagnose("shape", case)
         return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
                            values_right=case.right_values)
@@ -734,6 +734,8 @@ class ShapeCase:
     ref: torch.Tensor    # the right one
     dname: str           # what to call them in messages
     tname: str
+    earlier: tuple = ()  # (name, its shape, your gradient's shape) for tensors computed from this one whose
+                         # gradient, checked or in your notebook, has the wrong shape; nearest first
 
     @property
     def start(self):
@@ -742,6 +744,38 @@ class ShapeCase:
     @property
     def right_values(self):
         return self.d.numel() == self.ref.numel() and _close(self.d.reshape(self.ref.shape), self.ref)
+
+
+def _shape_from_an_earlier_gradient(c):
+    """Your gradient has the shape that an earlier gradient of the wrong shape, broadcast with this tensor's
+    shape, gives: the shape went wrong there."""
+    for name, shape, yours in c.earlier:
+        try:
+            combined = torch.broadcast_shapes(tuple(c.ref.shape), yours)
+        except RuntimeError:
+            continue
+        if tuple(combined) == tuple(c.d.shape):
+            return (f"{c.start}: the shape went wrong earlier: d{name} has shape {yours} but {name} has shape "
+                    f"{shape}, and a {yours} tensor combined entry by entry with a {tuple(c.ref.shape)} one "
+                    f"broadcasts to {tuple(combined)}\nfix the shape of d{name} first, then compute {c.dname} again")
+    return None
+
+
+def _earlier_shapes(name, t, namespace):
+    """ShapeCase.earlier: the checked gradients of the wrong shape, and your notebook's d<name> of the wrong
+    shape for its tensors <name>, of tensors computed from t, nearest first."""
+    found = {}
+    for other, u in _tensors.items():
+        answer = _answers.get(other)
+        if other != name and answer is not None and answer.shape != u.shape:
+            found[other] = (u, tuple(answer.shape))
+    for key, u in _tensors_in(namespace or {}):
+        answer = (namespace or {}).get("d" + key)
+        if key not in found and key != name and isinstance(answer, torch.Tensor) and answer.shape != u.shape:
+            found[key] = (u, tuple(answer.shape))
+    near = [(_steps_back(u, t), other, tuple(u.shape), yours) for other, (u, yours) in found.items()]
+    return tuple((other, shape, yours) for steps, other, shape, yours in sorted(
+        (entry for entry in near if entry[0]), key=lambda entry: entry[0]))
 
 
 def _shape_keepdim(c):
@@ -1773,6 +1807,9 @@ RULES = [
     Rule("not_a_tensor", "input", "the gradient cannot be turned into a dense real tensor", "what it is instead",
          "nothing can be compared"),
     # shape: your gradient has another shape than the tensor
+    Rule("shape_from_an_earlier_gradient", "shape", "a gradient of a tensor computed from this one has the wrong "
+         "shape, and broadcast with this tensor's shape it gives yours", "where the shape went wrong",
+         "the cause, before the slips it makes this shape look like", check=_shape_from_an_earlier_gradient),
     Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "sum with keepdim=True, or drop the dim",
          "the most common shape slip, and the cheapest to test", check=_shape_keepdim),
     Rule("transposed_shape", "shape", "your gradient, transposed, is the right answer",

@@ -687,6 +687,18 @@ def _case_warmup_square_transpose(net, grads):
     return cmp_in_notebook(SimpleNamespace(A=A, B=B), {"dD": dD}, "A", dD @ B.detach())
 
 
+def _case_shape_from_an_earlier_gradient(net, grads, checked=True):
+    """From a newcomer's run: dcounts_sum_inv without keepdim=True, (32,), makes the next cell's dcounts_sum
+    (32, 32); cmp said only how to sum it back."""
+    v = net
+    yours = {**grads, "dcounts_sum_inv": (v.counts * grads["dprobs"]).sum(1).detach()}
+    yours["dcounts_sum"] = (-v.counts_sum**-2 * yours["dcounts_sum_inv"]).detach()
+    _check_everything_before(net, grads, "counts_sum_inv")
+    if checked:
+        cmp_in_notebook(net, yours, "counts_sum_inv", yours["dcounts_sum_inv"])
+    return cmp_in_notebook(net, yours, "counts_sum", yours["dcounts_sum"])
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
     ("warm-up dA = dD @ B", "square_transpose",
@@ -726,6 +738,14 @@ OTHER_CASES = [
     ("dlogits off by 1e-7 in one entry", "almost_right", ["almost right"], _case_almost_right),
     ("dlogits with the bias b2 added", "broadcast_error", ["the same along dim 0"],
      lambda v, g: cmp("logits", g["dlogits"] + v.b2.detach(), v.logits)),
+    ("dcounts_sum below a (32,) dcounts_sum_inv", "shape_from_an_earlier_gradient",
+     ["dcounts_sum has shape (32, 32) but counts_sum has shape (32, 1)", "the shape went wrong earlier",
+      "dcounts_sum_inv has shape (32,) but counts_sum_inv has shape (32, 1)",
+      "a (32,) tensor combined entry by entry with a (32, 1) one broadcasts to (32, 32)",
+      "fix the shape of dcounts_sum_inv first"], _case_shape_from_an_earlier_gradient),
+    ("the same, dcounts_sum_inv not checked", "shape_from_an_earlier_gradient",
+     ["dcounts_sum_inv has shape (32,) but counts_sum_inv has shape (32, 1)"],
+     lambda v, g: _case_shape_from_an_earlier_gradient(v, g, checked=False)),
     ("dh below a wrong dlogits", "upstream_only",
      ["`logits`, checked before this one, is wrong too", "your way from dlogits to dh is right", "fix it first"],
      _case_blamed_upstream),

@@ -100,6 +100,8 @@ BN_EPS = 1e-5               # the epsilon the lecture's BatchNorm adds to the va
 NUMERICAL_CORRECT = 1e-7    # check_numerically (cs231n's thresholds on rel_error): below this "correct",
 NUMERICAL_PASS = 1e-4       # ... below this "probably correct" (right answers pass),
 NUMERICAL_WRONG = 1e-2      # ... below this "suspicious", above it "wrong"
+MAX_LISTED = 32             # cmp looks at the tensors in your notebook's lists up to this length (Ws[9])
+MAX_CONDITION = 1e4         # a square matrix is inverted to test a transpose only when it is this well-conditioned
 _TINY = 1e-30               # keeps relative errors finite when the reference is all zeros
 
 
@@ -1042,16 +1044,27 @@ def _is_t_or_t_plus_constant(node, t):
 
 
 def _tensors_in(namespace):
-    """[(name, tensor)] of the tensors among your variables, and in the dicts among them (cache["Xb"])."""
-    found = []
+    """[(name, tensor)] of the tensors among your variables, in the dicts among them (cache["Xb"]) and in
+    short lists (Ws[9]); a tensor found under several names keeps the first."""
+    found, seen = [], set()
+
+    def add(name, value):
+        if isinstance(value, torch.Tensor) and id(value) not in seen:
+            seen.add(id(value))
+            found.append((name, value))
+
     for key, value in namespace.items():
         if key.startswith("_"):
             continue
-        if isinstance(value, torch.Tensor):
-            found.append((key, value))
-        elif isinstance(value, dict):
-            found += [(f'{key}["{inner}"]', tensor) for inner, tensor in value.items()
-                      if isinstance(inner, str) and isinstance(tensor, torch.Tensor)]
+        if isinstance(value, dict):
+            for inner, tensor in value.items():
+                if isinstance(inner, str):
+                    add(f'{key}["{inner}"]', tensor)
+        elif isinstance(value, (list, tuple)) and len(value) <= MAX_LISTED:
+            for index, tensor in enumerate(value):
+                add(f"{key}[{index}]", tensor)
+        else:
+            add(key, value)
     return found
 
 
@@ -1660,7 +1673,26 @@ def _rule_square_transpose(c):
                 if _fits(product, c.d) and _fits(transposed, c.ref) and not _fits(product, c.ref):
                     return (f"{c.dname} matches {yours}, and {fix} is the right answer: `{right}` is square, so "
                             "the shapes allow both; check which operand the rule transposes")
+    for right, q in tensors:  # the other operand need not be a variable: A = dx @ W⁻¹ (dx = (dh - ...) @ W)
+        if q.shape[0] != q.shape[1] or q.shape[0] < 2 or not _well_conditioned(q):
+            continue
+        if c.d.shape[1] == q.shape[0] and _fits(torch.linalg.solve(q, c.d, left=False) @ q.T, c.ref, LOOSE_FIT):
+            return (f"{c.dname} is some matrix A times `{right}` (A @ {right}), and A @ {right}.T is the right "
+                    f"answer: `{right}` is square, so the shapes allow both; check which operand the rule transposes")
+        if c.d.shape[0] == q.shape[0] and _fits(q.T @ torch.linalg.solve(q, c.d), c.ref, LOOSE_FIT):
+            return (f"{c.dname} is `{right}` times some matrix A ({right} @ A), and {right}.T @ A is the right "
+                    f"answer: `{right}` is square, so the shapes allow both; check which operand the rule transposes")
     return None
+
+
+def _well_conditioned(q):
+    """True when q can be inverted without losing more than about 4 of float64's 16 digits."""
+    if not torch.isfinite(q).all():
+        return False
+    try:
+        return bool(torch.linalg.cond(q) <= MAX_CONDITION)
+    except RuntimeError:
+        return False
 
 
 def _rule_wrong_elementary_derivative(c):

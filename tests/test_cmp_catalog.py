@@ -699,8 +699,40 @@ def _case_shape_from_an_earlier_gradient(net, grads, checked=True):
     return cmp_in_notebook(net, yours, "counts_sum", yours["dcounts_sum"])
 
 
+def tanh_layer_stack(seed=0):
+    """Lab 05, section 9: two tanh layers h = tanh(x @ W) with square weights, after a plain
+    loss.backward(); the notebook keeps them in lists Ws and hs."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(32, 20, generator=g)
+    Ws = [(torch.randn(20, 20, generator=g) / 20**0.5).requires_grad_() for _ in range(2)]
+    hs = [x0]
+    for W in Ws:
+        hs.append(torch.tanh(hs[-1] @ W))
+        hs[-1].retain_grad()
+    (hs[-1] * torch.randn(32, 20, generator=g)).sum().backward()
+    return Ws, hs
+
+
+def cmp_in_a_lab_cell(Ws, hs, dx):
+    """cmp("x", dx, hs[-2]) as section 9's cell calls it, with Ws and hs among its variables."""
+    notebook = {"Ws": Ws, "hs": hs, "dx": dx, "cmp": cmp}
+    exec('result = cmp("x", dx, hs[-2], strict=False)', notebook)
+    return notebook["result"]
+
+
+def _case_square_weight_without_transpose(net, grads):
+    """From a newcomer's run of lab 05, section 9: dx = (dh - dh * h * h) @ W, without .T, got the generic
+    message: the factor (dh - dh * h * h) is no variable of the notebook, and W is Ws[-1], in a list."""
+    Ws, hs = tanh_layer_stack()
+    dh, h, W = hs[-1].grad, hs[-1].detach(), Ws[-1].detach()
+    return cmp_in_a_lab_cell(Ws, hs, (dh - dh * h * h) @ W)
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
+    ("lab 05 section 9: dx = (dh - dh * h * h) @ W", "square_transpose",
+     ["dx is some matrix A times `Ws[1]` (A @ Ws[1]), and A @ Ws[1].T is the right answer", "`Ws[1]` is square"],
+     _case_square_weight_without_transpose),
     ("warm-up dA = dD @ B", "square_transpose",
      ["dA matches dD @ B, and dD @ B.T is the right answer", "`B` is square"], _case_warmup_square_transpose),
     ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],

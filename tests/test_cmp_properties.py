@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import cmp as cmp_module
 from cmp import cmp
 from lecture import GRAD_NAMES, manual_backward
-from test_cmp_catalog import _check_everything_before, cmp_in_notebook, forward_keeping_the_graph
+from test_cmp_catalog import (_check_everything_before, cmp_in_a_lab_cell, cmp_in_notebook, forward_keeping_the_graph,
+                              tanh_layer_stack)
 
 ACCEPTING = {None, "rounding", "zero_up_to_rounding", "branch_invisible", "zero_answer_is_right"}
 DESCRIBING = {"wrong_values", "partly_right", "almost_right"}  # they say what differs, not why
@@ -155,3 +156,22 @@ def test_a_random_scramble_below_a_wrong_gradient_gets_no_explanation(net, grads
     allowed = DESCRIBING | {"step_wrong_too", "wrong_upstream"} | (
         {"right_answer_is_zero"} if name in ("dlogit_maxes", "db1") else set())
     assert set(result.diagnosis.split("+")) <= allowed, f"{name}, {kind}: {result.diagnosis}: {result.hint}"
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), form=st.sampled_from(sorted(ODD_FORMS)),
+       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
+       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]))
+def test_with_square_weights_in_lists_a_right_dx_is_accepted_and_a_scramble_unexplained(seed, form, kind, share, size):
+    """Lab 05's section 9: cmp inverts the square weights it finds in the notebook's lists to test for a missing
+    transpose; neither a right answer in an odd form nor a random scramble may be called a transpose."""
+    Ws, hs = tanh_layer_stack(seed % 1000)
+    ref = hs[-2].grad
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        right = cmp_in_a_lab_cell(Ws, hs, ODD_FORMS[form](ref))
+        dt, changed = _scramble(ref, kind, share, size, seed)
+        scrambled = cmp_in_a_lab_cell(Ws, hs, dt)
+    assert right and right.diagnosis in ACCEPTING, right.hint
+    if changed and not scrambled:
+        assert scrambled.diagnosis in DESCRIBING, scrambled.hint

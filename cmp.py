@@ -23,7 +23,9 @@ explanation. All of them are in one table, RULES (near the end of this file): ea
 rule's id, when it speaks, what it says and why it stands where it does. The first
 rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
 gradient you checked earlier is wrong, was computed from this tensor (autograd's
-graph says so) and its error is large enough to explain yours, cmp adds "fix it first".
+graph says so) and its error is large enough to explain yours, cmp adds "fix it first";
+and when the graph was kept (loss.backward(retain_graph=True)), it applies the right
+backward step to your own earlier gradient, to say whether your step from it is right.
 When your batch or forward pass changed after loss.backward() ran, cmp says so
 instead of judging your answer against gradients of old tensors.
 
@@ -274,7 +276,9 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
         elif result.status == Status.WRONG:
             upstream = _wrong_upstream(name, t, result)
             if upstream:
-                result = _blame_upstream(result, upstream, _your_step(name, dt, t, namespace))
+                about_values = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) == "value"
+                step = _your_step(name, dt, t, namespace) if about_values else None
+                result = _blame_upstream(result, upstream, step)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
         if _is_strict(strict):
             raise
@@ -413,10 +417,11 @@ def _your_step(name, dt, t, namespace):
             continue
         through_u = _backward_from(u, _grad_of(u), [t])
         expected = _backward_from(u, your_du, [t])
-        if through_u is None or expected is None or not _close(through_u[0], ref):
-            continue  # the graph was freed, or some of t's gradient takes another path than through u
-        expected = expected[0]
-        expected = expected.detach().to(torch.float64)
+        if through_u is None or expected is None or through_u[0] is None or expected[0] is None:
+            continue  # the graph was freed
+        if not _close(through_u[0], ref):
+            continue  # some of t's gradient takes another path than through u
+        expected = expected[0].detach().to(torch.float64)
         if torch.allclose(d, expected):
             return YourStep(other, True)
         case = _case_below_your_gradient(name, d, t, expected, other, your_du, namespace)
@@ -466,8 +471,8 @@ def _backward_from(u, du, targets):
                         grad = _as_the_engine_passes_it(grad, child._input_metadata[index])
                         key = (child, index)
                         arriving[key] = grad if key not in arriving else arriving[key] + grad
-    except RuntimeError:  # the graph was freed by loss.backward() without retain_graph=True
-        return None
+    except Exception:  # the graph was freed by loss.backward() without retain_graph=True, or an operation's
+        return None       # backward cannot be called on its own (then cmp says what it said before)
 
     def key_of(target):
         if target.grad_fn is not None:

@@ -849,6 +849,17 @@ def test_overwritten_rows_are_found_through_a_cache_dict_and_dembcat(net, grads,
     assert cmp("C", _dC_advanced_index(net, grads), net.C).diagnosis != "rows_overwritten"  # nothing to check it by
 
 
+def test_below_an_earlier_gradient_of_the_wrong_shape_only_a_broadcast_shape_is_blamed_on_it(net, grads, capsys):
+    """A right dcounts_sum (the student fixed the shape in this cell) is accepted, and one that only lacks its
+    own keepdim gets the keepdim hint, not the earlier gradient's."""
+    _case_shape_from_an_earlier_gradient(net, grads)
+    yours = {**grads, "dcounts_sum_inv": (net.counts * grads["dprobs"]).sum(1).detach()}
+    right = cmp_in_notebook(net, yours, "counts_sum", grads["dcounts_sum"].clone())
+    assert right and right.diagnosis in (None, "rounding")
+    flat = cmp_in_notebook(net, yours, "counts_sum", grads["dcounts_sum"].view(-1))
+    assert flat.diagnosis == "keepdim" and "dcounts_sum_inv" not in flat.hint
+
+
 def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):
     """hpreact reaches the loss only through h: a per-column factor in place of 1 - h**2 misses no path."""
     _check_everything_before(net, grads, "hpreact")

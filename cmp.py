@@ -769,17 +769,16 @@ def _shape_from_an_earlier_gradient(c):
 
 
 def _earlier_shapes(name, t, namespace):
-    """ShapeCase.earlier: the checked gradients of the wrong shape, and your notebook's d<name> of the wrong
-    shape for its tensors <name>, of tensors computed from t, nearest first."""
-    found = {}
+    """ShapeCase.earlier: for the tensors computed from t, nearest first, the gradients of the wrong shape:
+    your notebook's d<name> for its tensor <name> (as it is now), or else the answer you checked."""
+    namespace = namespace or {}
+    yours = {key: (u, namespace["d" + key]) for key, u in _tensors_in(namespace)
+             if isinstance(namespace.get("d" + key), torch.Tensor)}
     for other, u in _tensors.items():
-        answer = _answers.get(other)
-        if other != name and answer is not None and answer.shape != u.shape:
-            found[other] = (u, tuple(answer.shape))
-    for key, u in _tensors_in(namespace or {}):
-        answer = (namespace or {}).get("d" + key)
-        if key not in found and key != name and isinstance(answer, torch.Tensor) and answer.shape != u.shape:
-            found[key] = (u, tuple(answer.shape))
+        if other not in yours and "d" + other not in namespace and _answers.get(other) is not None:
+            yours[other] = (u, _answers[other])
+    found = {other: (u, tuple(answer.shape)) for other, (u, answer) in yours.items()
+             if other != name and answer.shape != u.shape}
     near = [(_steps_back(u, t), other, tuple(u.shape), yours) for other, (u, yours) in found.items()]
     return tuple((other, shape, yours) for steps, other, shape, yours in sorted(
         (entry for entry in near if entry[0]), key=lambda entry: entry[0]))

@@ -858,6 +858,9 @@ def test_below_an_earlier_gradient_of_the_wrong_shape_only_a_broadcast_shape_is_
     assert right and right.diagnosis in (None, "rounding")
     flat = cmp_in_notebook(net, yours, "counts_sum", grads["dcounts_sum"].view(-1))
     assert flat.diagnosis == "keepdim" and "dcounts_sum_inv" not in flat.hint
+    wide = grads["dcounts_sum"] * torch.ones(1, 32)  # (32, 32), after dcounts_sum_inv was fixed, not checked again
+    fixed = cmp_in_notebook(net, grads, "counts_sum", wide)
+    assert fixed.diagnosis != "shape_from_an_earlier_gradient" and "dcounts_sum_inv" not in fixed.hint
 
 
 def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):

@@ -543,7 +543,8 @@ def test_output_is_identical_after_sanitizing(capsys):
         cmp("g", ref * (torch.rand(32, 1, generator=g) > 0.5), t)
         x = torch.randn(3, dtype=torch.float64)
         check_numerically("h", torch.tanh, x, torch.ones(3), 1 - torch.tanh(x)**2)
-        check_numerically("i", torch.tanh, x, torch.ones(3), 1 - torch.tanh(x)**2 + 1e-6)
+        # off by a relative 1e-6 to 1e-5: "probably correct" for any x (+ 1e-6 made a large x's "suspicious", 1 run in 200)
+        check_numerically("i", torch.tanh, x, torch.ones(3), (1 - torch.tanh(x)**2) * (1 + 1e-6 * (1 + x.abs())))
         print(summary())
         return capsys.readouterr().out
 

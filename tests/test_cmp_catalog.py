@@ -863,6 +863,16 @@ def test_below_an_earlier_gradient_of_the_wrong_shape_only_a_broadcast_shape_is_
     assert fixed.diagnosis != "shape_from_an_earlier_gradient" and "dcounts_sum_inv" not in fixed.hint
 
 
+def test_below_an_all_zero_gradient_the_loss_is_not_said_to_ignore_the_tensor(net, grads, capsys):
+    """The right step applied to an all-zero dlogprobs gives zeros: compared with that, any dprobs would look
+    like the gradient of a tensor the loss does not depend on, which probs is not."""
+    _check_everything_before(net, grads, "logprobs")
+    zeros = torch.zeros_like(net.logprobs)
+    cmp_in_notebook(net, {**grads, "dlogprobs": zeros}, "logprobs", zeros)
+    result = cmp_in_notebook(net, {**grads, "dlogprobs": zeros}, "probs", grads["dprobs"] * 2)
+    assert "does not depend on" not in result.hint and "fix it first" in result.hint
+
+
 def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):
     """hpreact reaches the loss only through h: a per-column factor in place of 1 - h**2 misses no path."""
     _check_everything_before(net, grads, "hpreact")

@@ -422,6 +422,8 @@ def _your_step(name, dt, t, namespace):
         if not _close(through_u[0], ref):
             continue  # some of t's gradient takes another path than through u
         expected = expected[0].detach().to(torch.float64)
+        if not torch.isfinite(expected).all():
+            return None  # your earlier gradient has NaN or inf: the rules would blame the reference for them
         if _max_abs(expected) <= NOISE * _max_abs(ref.to(torch.float64)):
             return None  # your earlier gradient gives (almost) nothing here, e.g. it is all zeros: the rules
                          # would take that for a tensor the loss does not depend on

@@ -871,6 +871,10 @@ def test_below_an_all_zero_gradient_the_loss_is_not_said_to_ignore_the_tensor(ne
     cmp_in_notebook(net, {**grads, "dlogprobs": zeros}, "logprobs", zeros)
     result = cmp_in_notebook(net, {**grads, "dlogprobs": zeros}, "probs", grads["dprobs"] * 2)
     assert "does not depend on" not in result.hint and "fix it first" in result.hint
+    nan = torch.full_like(net.logprobs, float("nan"))  # and an earlier gradient with NaN: not the reference's
+    cmp_in_notebook(net, {**grads, "dlogprobs": nan}, "logprobs", nan)
+    result = cmp_in_notebook(net, {**grads, "dlogprobs": nan}, "probs", grads["dprobs"] * 2)
+    assert "itself contains NaN" not in result.hint and "fix it first" in result.hint
 
 
 def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):

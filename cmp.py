@@ -1741,6 +1741,25 @@ def _rule_wrong_elementary_derivative(c):
     return None
 
 
+def _rule_product_with_a_tensor(c):
+    """Your gradient is one of your notebook's tensors times the gradient arriving from the checked tensor just
+    above (summed over the dims where this tensor was broadcast), and the right answer is not. Without the
+    graph (a plain loss.backward()) cmp cannot read which factor the forward pass used: it names yours."""
+    for name, u, grad in c.consumers[:1]:
+        for key, values in c.in_scope:
+            if values.shape != grad.shape or _is_constant(values):
+                continue
+            product = values * grad
+            dims = _broadcast_dims(tuple(product.shape), tuple(c.d.shape))
+            part = product if dims is None else _sum_to(product, *dims)
+            if part.shape == c.d.shape and _max_abs(part) > 0 and _explains(part, c.d, c.ref):
+                summed = "" if dims is None else ", summed to its shape"
+                return (f"{c.dname} is `{key}` * d{name}{summed}, and that is not the right answer: the local "
+                        f"derivative of `{name}` with respect to {c.tname} is not `{key}`; which tensor does the forward "
+                        f"pass use there?")
+    return None
+
+
 def _rule_broadcast_error(c):
     """The error is the same along a dim: a contribution broadcast along it is missing or wrong."""
     error = -c.error
@@ -1924,6 +1943,11 @@ RULES = [
     Rule("wrong_elementary_derivative", "value", "the step into a checked exp, tanh or power fits exactly with a "
          "known wrong local derivative", "which one, and the right rule", "exact, read from autograd's graph",
          check=_rule_wrong_elementary_derivative, local=True),
+    Rule("product_with_a_tensor", "value", "your gradient is one of your notebook's tensors times the gradient of "
+         "the checked tensor just above (summed to this shape), and the right answer is not",
+         "which tensor you multiplied by, and that it is not the local derivative",
+         "exact, for when the graph was freed (swapped_operand reads the right factor from it)",
+         check=_rule_product_with_a_tensor, local=True),
     Rule("factor_per_slice", "value", "a factor that is the same along one dim and changes along another",
          "a per-row or per-column quantity is missing or extra",
          "a constant factor is a special case, tried first", check=_rule_factor_per_slice),

@@ -728,11 +728,27 @@ def _case_square_weight_without_transpose(net, grads):
     return cmp_in_a_lab_cell(Ws, hs, (dh - dh * h * h) @ W)
 
 
+def _case_dbngain_from_hpreact_graph_freed(net, grads):
+    """Lab 05, section 4: the teammate's dbngain = (hpreact * dhpreact).sum(0) where bnraw belongs, checked
+    after a plain loss.backward() with the forward tensors in a dict: cmp cannot read the graph's factor."""
+    plain = forward()
+    cmp("hpreact", grads["dhpreact"], plain.hpreact)
+    cache = {"hpreact": plain.hpreact, "h": plain.h, "hprebn": plain.hprebn}
+    dbngain = (plain.hpreact * grads["dhpreact"]).sum(0, keepdim=True).detach()
+    notebook = {"cache": cache, "d": {"hpreact": grads["dhpreact"]}, "dbngain": dbngain, "bngain": plain.bngain,
+                "cmp": cmp}
+    exec('result = cmp("bngain", dbngain, bngain)', notebook)
+    return notebook["result"]
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
     ("lab 05 section 9: dx = (dh - dh * h * h) @ W", "square_transpose",
      ["dx is some matrix A times `Ws[1]` (A @ Ws[1]), and A @ Ws[1].T is the right answer", "`Ws[1]` is square"],
      _case_square_weight_without_transpose),
+    ("lab 05 section 4: dbngain from hpreact, graph freed", "product_with_a_tensor",
+     ['dbngain is `cache["hpreact"]` * dhpreact, summed to its shape, and that is not the right answer',
+      'the local derivative of `hpreact` with respect to bngain is not `cache["hpreact"]`'], _case_dbngain_from_hpreact_graph_freed),
     ("warm-up dA = dD @ B", "square_transpose",
      ["dA matches dD @ B, and dD @ B.T is the right answer", "`B` is square"], _case_warmup_square_transpose),
     ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],

@@ -1342,6 +1342,25 @@ def _rule_softmax_over_the_wrong_dim(c):
     return None
 
 
+def _rule_row_sums_along_columns(c):
+    """A square tensor's softmax with the row sums as a (n,) vector: broadcasting lines them up with the columns,
+    so entry (i, j) is divided by row j's sum (counts / counts.sum(1) without keepdim=True)."""
+    if c.x is None or c.d.dim() != 2 or c.x.shape != c.d.shape or c.d.shape[0] != c.d.shape[1]:
+        return None
+    right = torch.softmax(c.x, 1)
+    for shift in (c.x.max(1, keepdim=True).values, torch.zeros_like(c.x[:, :1])):  # with or without the max
+        counts = (c.x - shift).exp()
+        wrong = counts / counts.sum(1)
+        for scale in (1 / c.d.shape[0], 1.0):
+            if _explains(c.ref + scale * (wrong - right), c.d, c.ref):
+                return (f"{c.dname} matches the right formula with entry (i, j) of the softmax of {c.tname} divided "
+                        f"by the sum of row j instead of row i, as happens when the row sums are a ({c.d.shape[0]},) "
+                        "vector: broadcasting lines it up with the last dim, and since "
+                        f"{c.tname} is square ({c.d.shape[0]} × {c.d.shape[1]}), nothing complains; each row must be "
+                        "divided by its own sum")
+    return None
+
+
 def _number(x):
     """x as a simple fraction when it is one (1/32), else with 3 significant digits."""
     fraction = Fraction(x).limit_denominator(MAX_DENOMINATOR)
@@ -1972,6 +1991,9 @@ RULES = [
     Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
          "the probabilities are taken along the other dim",
          "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
+    Rule("row_sums_along_columns", "value", "a square tensor: off by a softmax whose row sums divide the columns",
+         "each row is divided by another row's sum, as with the sums as a (n,) vector",
+         "a precise formula for cross-entropy", check=_rule_row_sums_along_columns, local=True),
     Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
          "the variance part: missing, n-1, a sign or a size",
          "a precise formula for BatchNorm", check=_rule_variance_term, local=True),

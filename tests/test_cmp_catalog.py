@@ -741,6 +741,23 @@ def _case_dbngain_from_hpreact_graph_freed(net, grads):
     return notebook["result"]
 
 
+def square_logits(seed=0, n=6):
+    """Logits with as many rows (examples) as columns (classes), after loss.backward(): lab 05, section 2."""
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n, n, generator=g) * 2).requires_grad_()
+    Yb = torch.randint(0, n, (n,), generator=g)
+    F.cross_entropy(logits, Yb).backward()
+    return logits, Yb
+
+
+def _case_row_sums_along_columns(net, grads):
+    """The section 2 teammate's dlogits at a batch as large as the vocabulary: counts / counts.sum(1)."""
+    logits, Yb = square_logits()
+    counts = (logits.detach() - logits.detach().max(1, keepdim=True).values).exp()
+    probs = counts / counts.sum(1)
+    return cmp("logits", (probs - F.one_hot(Yb, 6)) / 6, logits)
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
     ("lab 05 section 9: dx = (dh - dh * h * h) @ W", "square_transpose",
@@ -749,6 +766,9 @@ OTHER_CASES = [
     ("lab 05 section 4: dbngain from hpreact, graph freed", "product_with_a_tensor",
      ['dbngain is `cache["hpreact"]` * dhpreact, summed to its shape, and that is not the right answer',
       'the local derivative of `hpreact` with respect to bngain is not `cache["hpreact"]`'], _case_dbngain_from_hpreact_graph_freed),
+    ("lab 05 section 2: row sums as a (27,) vector, 27 examples", "row_sums_along_columns",
+     ["entry (i, j) of the softmax of logits divided by the sum of row j instead of row i",
+      "logits is square (6 × 6)", "each row must be divided by its own sum"], _case_row_sums_along_columns),
     ("warm-up dA = dD @ B", "square_transpose",
      ["dA matches dD @ B, and dD @ B.T is the right answer", "`B` is square"], _case_warmup_square_transpose),
     ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],

@@ -13,7 +13,7 @@ import cmp as cmp_module
 from cmp import cmp
 from lecture import GRAD_NAMES, manual_backward
 from test_cmp_catalog import (_check_everything_before, cmp_in_a_lab_cell, cmp_in_notebook, forward_keeping_the_graph,
-                              tanh_layer_stack)
+                              square_logits, tanh_layer_stack)
 
 ACCEPTING = {None, "rounding", "zero_up_to_rounding", "branch_invisible", "zero_answer_is_right"}
 DESCRIBING = {"wrong_values", "partly_right", "almost_right"}  # they say what differs, not why
@@ -172,6 +172,23 @@ def test_with_square_weights_in_lists_a_right_dx_is_accepted_and_a_scramble_unex
         right = cmp_in_a_lab_cell(Ws, hs, ODD_FORMS[form](ref))
         dt, changed = _scramble(ref, kind, share, size, seed)
         scrambled = cmp_in_a_lab_cell(Ws, hs, dt)
+    assert right and right.diagnosis in ACCEPTING, right.hint
+    if changed and not scrambled:
+        assert scrambled.diagnosis in DESCRIBING, scrambled.hint
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), form=st.sampled_from(sorted(ODD_FORMS)),
+       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
+       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]))
+def test_with_square_logits_a_right_answer_is_accepted_and_a_scramble_unexplained(seed, form, kind, share, size):
+    """Lab 05's section 2: for square logits cmp tries the softmax with the row sums along the columns."""
+    logits, _ = square_logits(seed % 1000)
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        right = cmp("logits", ODD_FORMS[form](logits.grad), logits)
+        dt, changed = _scramble(logits.grad, kind, share, size, seed)
+        scrambled = cmp("logits", dt, logits)
     assert right and right.diagnosis in ACCEPTING, right.hint
     if changed and not scrambled:
         assert scrambled.diagnosis in DESCRIBING, scrambled.hint

@@ -377,13 +377,12 @@ _DESCRIPTIONS = ("wrong_values", "partly_right", "almost_right")  # rules that s
 
 def _judge_your_step(result, rule, step):
     """The verdict on a wrong gradient below a wrong one, from the right step applied to your gradient above."""
-    above, yours = f"`{step.upstream}`", f"d{step.upstream}"
-    mine = _names(result.name)[0]
+    above, yours, mine = f"`{step.upstream}`", _names(step.upstream)[0], _names(result.name)[0]
     if step.right:
         return replace(result, diagnosis="upstream_only", hint=(
             f"{above}, checked before this one, is wrong too, and all of this gradient flows through it; your "
-            f"way from {yours} to {mine} is right (the right backward step applied to your {yours} gives your answer), so "
-            f"the error comes from {above}: fix it first, then check this one again"))
+            f"way from {yours} to {mine} is right (the right backward step applied to your {yours} gives your "
+            f"answer), so the error comes from {above}: fix it first, then check this one again"))
     if step.rule not in _DESCRIPTIONS or rule.id in _DESCRIPTIONS:
         return replace(result, diagnosis=f"step_wrong_too+{step.rule}", hint=(
             f"{above}, checked before this one, is wrong too: fix it first. But your way from {yours} to {mine} "
@@ -1774,8 +1773,8 @@ def _rule_product_with_a_tensor(c):
             if part.shape == c.d.shape and _max_abs(part) > 0 and _explains(part, c.d, c.ref):
                 summed = "" if dims is None else ", summed to its shape"
                 return (f"{c.dname} is `{key}` * d{name}{summed}, and that is not the right answer: the local "
-                        f"derivative of `{name}` with respect to {c.tname} is not `{key}`; which tensor does the forward "
-                        f"pass use there?")
+                        f"derivative of `{name}` with respect to {c.tname} is not `{key}`; which tensor does the "
+                        "forward pass use there?")
     return None
 
 

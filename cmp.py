@@ -23,7 +23,9 @@ explanation. All of them are in one table, RULES (near the end of this file): ea
 rule's id, when it speaks, what it says and why it stands where it does. The first
 rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
 gradient you checked earlier is wrong, was computed from this tensor (autograd's
-graph says so) and its error is large enough to explain yours, cmp adds "fix it first".
+graph says so) and its error is large enough to explain yours, cmp adds "fix it first";
+and when the graph was kept (loss.backward(retain_graph=True)), it applies the right
+backward step to your own earlier gradient, to say whether your step from it is right.
 When a gradient you checked earlier in a wrong shape is still one of your variables,
 and would broadcast silently into this one, cmp names it.
 When your batch or forward pass changed after loss.backward() ran, cmp says so
@@ -102,6 +104,8 @@ BN_EPS = 1e-5               # the epsilon the lecture's BatchNorm adds to the va
 NUMERICAL_CORRECT = 1e-7    # check_numerically (cs231n's thresholds on rel_error): below this "correct",
 NUMERICAL_PASS = 1e-4       # ... below this "probably correct" (right answers pass),
 NUMERICAL_WRONG = 1e-2      # ... below this "suspicious", above it "wrong"
+MAX_LISTED = 32             # cmp looks at the tensors in your notebook's lists up to this length (Ws[9])
+MAX_CONDITION = 1e4         # a square matrix is inverted to test a transpose only when it is this well-conditioned
 _TINY = 1e-30               # keeps relative errors finite when the reference is all zeros
 
 
@@ -154,7 +158,7 @@ class CheckResult:
 
 _results = {}
 _tensors = {}
-_answers = {}  # {name: the gradient you passed}, to find it among your variables later
+_answers = {}  # {name: your gradient as it was checked (a detached copy)}
 
 
 def reset():
@@ -168,13 +172,16 @@ def reset():
 
 
 def _record(result, t, dt=None):
-    """Remember a result under its name; a new check of the same name replaces the old one."""
+    """Remember a result under its name, with its tensor and your gradient; a new check of the same name
+    replaces the old one."""
     _results[result.name] = result
-    _answers[result.name] = dt
     if isinstance(t, torch.Tensor):
         _tensors[result.name] = t
     else:
         _tensors.pop(result.name, None)
+    _answers.pop(result.name, None)
+    if isinstance(dt, torch.Tensor) and result.diagnosis != "internal_error":
+        _answers[result.name] = dt.detach().clone()
 
 
 def _steps_back(u, t, limit=200):
@@ -274,7 +281,9 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
                 result = replace(result, hint=result.hint + "\n" + unfixed, diagnosis="unfixed_shape")
             upstream = _wrong_upstream(name, t, result)
             if upstream:
-                result = _blame_upstream(result, upstream)
+                about_values = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) == "value"
+                step = _your_step(name, dt, t, namespace) if about_values else None
+                result = _blame_upstream(result, upstream, step)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
         if _is_strict(strict):
             raise
@@ -348,16 +357,20 @@ def _listing(names):
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
-def _blame_upstream(result, upstream):
+def _blame_upstream(result, upstream, step=None):
     """A wrong gradient below a wrong earlier one it may be computed from: say so.
 
-    A loose value diagnosis (a factor, some rows or entries wrong) could describe only the inherited error,
-    so it is replaced. A local one (Rule.local: a precise wrong formula for this step) and a shape or
-    dtype one are the student's own: kept, with the note; without it when the rule rebuilt the whole answer
-    from right gradients (Rule.whole_answer): then the answer does not depend on the wrong one."""
+    When cmp could apply the right backward step to your own gradient of the earlier tensor (`step`, see
+    _your_step), it says whether your step is right (then the error is all inherited) or what is wrong with
+    it. Otherwise: a loose value diagnosis (a factor, some rows or entries wrong) could describe only the
+    inherited error, so it is replaced; a local one (Rule.local: a precise wrong formula for this step) and a
+    shape or dtype one are the student's own: kept, with the note; without it when the rule rebuilt the whole
+    answer from right gradients (Rule.whole_answer): then the answer does not depend on the wrong one."""
     rule = _RULES_BY_ID.get(result.diagnosis)
     if rule is not None and rule.whole_answer:
         return result
+    if rule is not None and rule.stage == "value" and step is not None:
+        return _judge_your_step(result, rule, step)
     if rule is not None and rule.stage == "value" and not rule.local:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
@@ -383,7 +396,9 @@ def _unfixed_shape(name, t, namespace, result):
             continue
         if _broadcasts_to(right.shape, t.shape) and _close(answer.expand(t.shape), right.expand(t.shape)):
             continue  # e.g. (64,) for (1, 64): broadcast, the same numbers
-        variables = [key for key, value in namespace.items() if value is answer and not key.startswith("_")]
+        variables = [key for key, value in namespace.items()
+                     if not key.startswith("_") and isinstance(value, torch.Tensor) and value.shape == answer.shape
+                     and torch.equal(value.detach().to(answer.dtype), answer)]
         if variables:
             return (f"`{variables[0]}`, checked before as {other}'s gradient, still has shape {tuple(answer.shape)} "
                     f"where {other} has {tuple(right.shape)}: if your formula uses it, broadcasting spreads it over "
@@ -397,6 +412,162 @@ def _broadcasts_to(shape, target):
         return torch.broadcast_shapes(shape, target) == target
     except RuntimeError:
         return False
+
+
+_DESCRIPTIONS = ("wrong_values", "partly_right", "almost_right")  # rules that say what differs, not why
+
+
+def _judge_your_step(result, rule, step):
+    """The verdict on a wrong gradient below a wrong one, from the right step applied to your gradient above."""
+    above, yours, mine = f"`{step.upstream}`", _names(step.upstream)[0], _names(result.name)[0]
+    if step.right:
+        return replace(result, diagnosis="upstream_only", hint=(
+            f"{above}, checked before this one, is wrong too, and all of this gradient flows through it; your "
+            f"way from {yours} to {mine} is right (the right backward step applied to your {yours} gives your "
+            f"answer), so the error comes from {above}: fix it first, then check this one again"))
+    if step.rule not in _DESCRIPTIONS or rule.id in _DESCRIPTIONS:
+        return replace(result, diagnosis=f"step_wrong_too+{step.rule}", hint=(
+            f"{above}, checked before this one, is wrong too: fix it first. But your way from {yours} to {mine} "
+            f"is wrong as well; compared with the right backward step applied to your {yours}:\n{step.hint}"))
+    return replace(result, hint=result.hint + (
+        f"\n{above}, checked before this one, is wrong too, but its error does not explain this one: the right "
+        f"backward step applied to your {yours} does not give your answer either"))
+
+
+@dataclass(frozen=True)
+class YourStep:
+    """The right backward step applied to your own gradient of `upstream`, a wrong checked tensor through
+    which all of t's gradient flows: what your answer would be if only `upstream` were wrong."""
+    upstream: str
+    right: bool       # your answer is what that step gives
+    rule: str = None  # else the value rule that says how your answer differs from it, and what it says
+    hint: str = None
+
+
+def _your_step(name, dt, t, namespace):
+    """A YourStep for your answer dt, or None when it cannot be made (no wrong checked tensor that all of
+    t's gradient flows through, or autograd's graph was freed: loss.backward() without retain_graph=True)."""
+    ref = _grad_of(t)
+    d, problem = _as_tensor(dt)
+    if problem or ref is None or d.shape != ref.shape:
+        return None
+    d = d.detach().to(torch.float64)
+    for other in _wrong_checks_above(name, t):
+        u, your_du = _tensors[other], _answers.get(other)
+        if your_du is None or your_du.shape != u.shape or _grad_of(u) is None:
+            continue
+        through_u = _backward_from(u, _grad_of(u), [t])
+        expected = _backward_from(u, your_du, [t])
+        if through_u is None or expected is None or through_u[0] is None or expected[0] is None:
+            continue  # the graph was freed
+        if not _close(through_u[0], ref):
+            continue  # some of t's gradient takes another path than through u
+        expected = expected[0].detach().to(torch.float64)
+        if not torch.isfinite(expected).all():
+            return None  # your earlier gradient has NaN or inf: the rules would blame the reference for them
+        if _max_abs(expected) <= NOISE * _max_abs(ref.to(torch.float64)):
+            return None  # your earlier gradient gives (almost) nothing here, e.g. it is all zeros: the rules
+                         # would take that for a tensor the loss does not depend on
+        if torch.allclose(d, expected):
+            return YourStep(other, True)
+        case = _case_below_your_gradient(name, d, t, expected, other, your_du, namespace)
+        if case is None:
+            return None
+        rule, hint = _diagnose("value", case)
+        return YourStep(other, False, rule, hint)
+    return None
+
+
+def _backward_from(u, du, targets):
+    """The gradients that arrive at each of `targets` when autograd's backward functions are applied from u
+    down to du ([None for a target it does not reach]), or None when the graph was freed.
+
+    torch.autograd.grad would compute this too, but it adds to the .grad of every tensor that called
+    retain_grad() on the way, changing the references of your next checks: here each operation's backward
+    function is called directly, which touches no .grad."""
+    if u.grad_fn is None:
+        return None
+    order, seen = [], set()
+
+    def visit(node):  # depth first: each node after all the nodes it passes gradients to
+        if node is None or node in seen:
+            return
+        seen.add(node)
+        for child, _ in node.next_functions:
+            visit(child)
+        order.append(node)
+
+    try:
+        visit(u.grad_fn)
+    except RecursionError:
+        return None
+    arriving = {(u.grad_fn, u.output_nr): du.detach().to(u.dtype)}
+    try:
+        with torch.no_grad():
+            for node in reversed(order):  # from u down: a node's gradients are complete when it comes
+                if type(node).__name__ == "AccumulateGrad":
+                    continue
+                inputs = [arriving.get((node, i)) for i in range(len(node._input_metadata))]
+                if all(grad is None for grad in inputs):
+                    continue
+                outputs = node(*inputs)
+                outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+                for (child, index), grad in zip(node.next_functions, outputs):
+                    if child is not None and grad is not None:
+                        grad = _as_the_engine_passes_it(grad, child._input_metadata[index])
+                        key = (child, index)
+                        arriving[key] = grad if key not in arriving else arriving[key] + grad
+    except Exception:  # the graph was freed by loss.backward() without retain_graph=True, or an operation's
+        return None       # backward cannot be called on its own (then cmp says what it said before)
+
+    def key_of(target):
+        if target.grad_fn is not None:
+            return target.grad_fn, target.output_nr
+        return next(((node, 0) for node in order if getattr(node, "variable", None) is target), None)
+
+    return [arriving.get(key_of(target)) for target in targets]
+
+
+def _as_the_engine_passes_it(grad, metadata):
+    """A backward function's output as autograd's engine hands it on: summed over the dims along which the
+    input was broadcast, in the input's dtype."""
+    shape = tuple(metadata.shape)
+    if tuple(grad.shape) != shape:
+        grad = grad.sum_to_size(shape)
+    return grad.to(metadata.dtype)
+
+
+def _wrong_checks_above(name, t):
+    """The names of the recorded checks with wrong values whose tensor was computed from t, nearest first."""
+    found = []
+    for other, result in _results.items():
+        steps = None if other == name else _steps_back(_tensors.get(other), t)
+        if steps and result.status == Status.WRONG and not result.values_right:
+            found.append((steps, other))
+    return [other for _, other in sorted(found, key=lambda f: f[0])]
+
+
+def _case_below_your_gradient(name, d, t, expected, upstream, your_du, namespace):
+    """A ValueCase in which your gradient of `upstream` is the truth: the right answer is the right step applied
+    to it, and so are the gradients of the tensors between (found among the checked ones and your notebook's)."""
+    u = _tensors[upstream]
+    between = {id(u): (upstream, u)}
+    for key, v in list(_tensors.items()) + _tensors_in(namespace or {}):
+        if id(v) not in between and v.grad_fn is not None and _steps_back(v, t) and _steps_back(u, v):
+            between[id(v)] = (key, v)
+    names, tensors = zip(*between.values())
+    grads = _backward_from(u, your_du, tensors)
+    if grads is None:
+        return None
+    consumers = [(key, v, grad.detach().to(torch.float64)) for key, v, grad in zip(names, tensors, grads)
+                 if grad is not None and torch.isfinite(grad).all()]
+    consumers.sort(key=lambda c: _steps_back(c[1], t))
+    maxdiff, relerr = _differences(d, expected)
+    dname, tname = _names(name, None, namespace)
+    case = _value_case(name, d, expected, t, relerr, dname, tname, namespace)
+    steps = tuple(step for key, v, grad in consumers for step in [_local_step(key, v, grad, t)] if step)
+    return replace(case, consumers=tuple(consumers), steps=steps, bn_gain=None,
+                   paths={key: _count_paths(v, t) for key, v, _ in consumers})
 
 
 def _report(result):
@@ -465,7 +636,7 @@ def _check(name, dt, t, atol, namespace=None):
     maxdiff, relerr = _differences(d, ref)
     dname, tname = _names(name, dt, namespace)
     if d.shape != ref.shape:
-        case = ShapeCase(d, ref, dname, tname)
+        case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace))
         rule, hint = _diagnose("shape", case)
         return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
                            values_right=case.right_values)
@@ -616,6 +787,8 @@ class ShapeCase:
     ref: torch.Tensor    # the right one
     dname: str           # what to call them in messages
     tname: str
+    earlier: tuple = ()  # (name, its shape, your gradient's shape) for tensors computed from this one whose
+                         # gradient, checked or in your notebook, has the wrong shape; nearest first
 
     @property
     def start(self):
@@ -624,6 +797,37 @@ class ShapeCase:
     @property
     def right_values(self):
         return self.d.numel() == self.ref.numel() and _close(self.d.reshape(self.ref.shape), self.ref)
+
+
+def _shape_from_an_earlier_gradient(c):
+    """Your gradient has the shape that an earlier gradient of the wrong shape, broadcast with this tensor's
+    shape, gives: the shape went wrong there."""
+    for name, shape, yours in c.earlier:
+        try:
+            combined = torch.broadcast_shapes(tuple(c.ref.shape), yours)
+        except RuntimeError:
+            continue
+        if tuple(combined) == tuple(c.d.shape):
+            return (f"{c.start}: the shape went wrong earlier: d{name} has shape {yours} but {name} has shape "
+                    f"{shape}, and a {yours} tensor combined entry by entry with a {tuple(c.ref.shape)} one "
+                    f"broadcasts to {tuple(combined)}\nfix the shape of d{name} first, then compute {c.dname} again")
+    return None
+
+
+def _earlier_shapes(name, t, namespace):
+    """ShapeCase.earlier: for the tensors computed from t, nearest first, the gradients of the wrong shape:
+    your notebook's d<name> for its tensor <name> (as it is now), or else the answer you checked."""
+    namespace = namespace or {}
+    yours = {key: (u, namespace["d" + key]) for key, u in _tensors_in(namespace)
+             if isinstance(namespace.get("d" + key), torch.Tensor)}
+    for other, u in _tensors.items():
+        if other not in yours and "d" + other not in namespace and _answers.get(other) is not None:
+            yours[other] = (u, _answers[other])
+    found = {other: (u, tuple(answer.shape)) for other, (u, answer) in yours.items()
+             if other != name and answer.shape != u.shape}
+    near = [(_steps_back(u, t), other, tuple(u.shape), yours) for other, (u, yours) in found.items()]
+    return tuple((other, shape, yours) for steps, other, shape, yours in sorted(
+        (entry for entry in near if entry[0]), key=lambda entry: entry[0]))
 
 
 def _shape_keepdim(c):
@@ -935,16 +1139,27 @@ def _is_t_or_t_plus_constant(node, t):
 
 
 def _tensors_in(namespace):
-    """[(name, tensor)] of the tensors among your variables, and in the dicts among them (cache["Xb"])."""
-    found = []
+    """[(name, tensor)] of the tensors among your variables, in the dicts among them (cache["Xb"]) and in
+    short lists (Ws[9]); a tensor found under several names keeps the first."""
+    found, seen = [], set()
+
+    def add(name, value):
+        if isinstance(value, torch.Tensor) and id(value) not in seen:
+            seen.add(id(value))
+            found.append((name, value))
+
     for key, value in namespace.items():
         if key.startswith("_"):
             continue
-        if isinstance(value, torch.Tensor):
-            found.append((key, value))
-        elif isinstance(value, dict):
-            found += [(f'{key}["{inner}"]', tensor) for inner, tensor in value.items()
-                      if isinstance(inner, str) and isinstance(tensor, torch.Tensor)]
+        if isinstance(value, dict):
+            for inner, tensor in value.items():
+                if isinstance(inner, str):
+                    add(f'{key}["{inner}"]', tensor)
+        elif isinstance(value, (list, tuple)) and len(value) <= MAX_LISTED:
+            for index, tensor in enumerate(value):
+                add(f"{key}[{index}]", tensor)
+        else:
+            add(key, value)
     return found
 
 
@@ -1280,6 +1495,25 @@ def _rule_softmax_over_the_wrong_dim(c):
                 return (f"{c.dname} differs from the right answer by exactly a softmax of {c.tname} over the other "
                         f"dim: yours takes the probabilities along dim {1 - right_dim}, the right answer along "
                         f"dim {right_dim}")
+    return None
+
+
+def _rule_row_sums_along_columns(c):
+    """A square tensor's softmax with the row sums as a (n,) vector: broadcasting lines them up with the columns,
+    so entry (i, j) is divided by row j's sum (counts / counts.sum(1) without keepdim=True)."""
+    if c.x is None or c.d.dim() != 2 or c.x.shape != c.d.shape or c.d.shape[0] != c.d.shape[1]:
+        return None
+    right = torch.softmax(c.x, 1)
+    for shift in (c.x.max(1, keepdim=True).values, torch.zeros_like(c.x[:, :1])):  # with or without the max
+        counts = (c.x - shift).exp()
+        wrong = counts / counts.sum(1)
+        for scale in (1 / c.d.shape[0], 1.0):
+            if _explains(c.ref + scale * (wrong - right), c.d, c.ref):
+                return (f"{c.dname} matches the right formula with entry (i, j) of the softmax of {c.tname} divided "
+                        f"by the sum of row j instead of row i, as happens when the row sums are a ({c.d.shape[0]},) "
+                        "vector: broadcasting lines it up with the last dim, and since "
+                        f"{c.tname} is square ({c.d.shape[0]} × {c.d.shape[1]}), nothing complains; each row must be "
+                        "divided by its own sum")
     return None
 
 
@@ -1820,7 +2054,26 @@ def _rule_square_transpose(c):
                 if _fits(product, c.d) and _fits(transposed, c.ref) and not _fits(product, c.ref):
                     return (f"{c.dname} matches {yours}, and {fix} is the right answer: `{right}` is square, so "
                             "the shapes allow both; check which operand the rule transposes")
+    for right, q in tensors:  # the other operand need not be a variable: A = dx @ W⁻¹ (dx = (dh - ...) @ W)
+        if q.shape[0] != q.shape[1] or q.shape[0] < 2 or not _well_conditioned(q):
+            continue
+        if c.d.shape[1] == q.shape[0] and _fits(torch.linalg.solve(q, c.d, left=False) @ q.T, c.ref, LOOSE_FIT):
+            return (f"{c.dname} is some matrix A times `{right}` (A @ {right}), and A @ {right}.T is the right "
+                    f"answer: `{right}` is square, so the shapes allow both; check which operand the rule transposes")
+        if c.d.shape[0] == q.shape[0] and _fits(q.T @ torch.linalg.solve(q, c.d), c.ref, LOOSE_FIT):
+            return (f"{c.dname} is `{right}` times some matrix A ({right} @ A), and {right}.T @ A is the right "
+                    f"answer: `{right}` is square, so the shapes allow both; check which operand the rule transposes")
     return None
+
+
+def _well_conditioned(q):
+    """True when q can be inverted without losing more than about 4 of float64's 16 digits."""
+    if not torch.isfinite(q).all():
+        return False
+    try:
+        return bool(torch.linalg.cond(q) <= MAX_CONDITION)
+    except RuntimeError:
+        return False
 
 
 def _rule_wrong_elementary_derivative(c):
@@ -1857,6 +2110,25 @@ def _rule_wrong_elementary_derivative(c):
             if _explains(c.ref + wrong - right_part, c.d, c.ref):
                 return (f"{c.dname} matches the step through `{step.consumer}` with the local derivative taken as "
                         f"{name}; {what}")
+    return None
+
+
+def _rule_product_with_a_tensor(c):
+    """Your gradient is one of your notebook's tensors times the gradient arriving from the checked tensor just
+    above (summed over the dims where this tensor was broadcast), and the right answer is not. Without the
+    graph (a plain loss.backward()) cmp cannot read which factor the forward pass used: it names yours."""
+    for name, u, grad in c.consumers[:1]:
+        for key, values in c.in_scope:
+            if values.shape != grad.shape or _is_constant(values):
+                continue
+            product = values * grad
+            dims = _broadcast_dims(tuple(product.shape), tuple(c.d.shape))
+            part = product if dims is None else _sum_to(product, *dims)
+            if part.shape == c.d.shape and _max_abs(part) > 0 and _explains(part, c.d, c.ref):
+                summed = "" if dims is None else ", summed to its shape"
+                return (f"{c.dname} is `{key}` * d{name}{summed}, and that is not the right answer: the local "
+                        f"derivative of `{name}` with respect to {c.tname} is not `{key}`; which tensor does the "
+                        "forward pass use there?")
     return None
 
 
@@ -1969,6 +2241,9 @@ RULES = [
     Rule("not_a_tensor", "input", "the gradient cannot be turned into a dense real tensor", "what it is instead",
          "nothing can be compared"),
     # shape: your gradient has another shape than the tensor
+    Rule("shape_from_an_earlier_gradient", "shape", "a gradient of a tensor computed from this one has the wrong "
+         "shape, and broadcast with this tensor's shape it gives yours", "where the shape went wrong",
+         "the cause, before the slips it makes this shape look like", check=_shape_from_an_earlier_gradient),
     Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "sum with keepdim=True, or drop the dim",
          "the most common shape slip, and the cheapest to test", check=_shape_keepdim),
     Rule("transposed_shape", "shape", "your gradient, transposed, is the right answer",
@@ -2046,6 +2321,11 @@ RULES = [
     Rule("wrong_elementary_derivative", "value", "the step into a checked exp, tanh or power fits exactly with a "
          "known wrong local derivative", "which one, and the right rule", "exact, read from autograd's graph",
          check=_rule_wrong_elementary_derivative, local=True),
+    Rule("product_with_a_tensor", "value", "your gradient is one of your notebook's tensors times the gradient of "
+         "the checked tensor just above (summed to this shape), and the right answer is not",
+         "which tensor you multiplied by, and that it is not the local derivative",
+         "exact, for when the graph was freed (swapped_operand reads the right factor from it)",
+         check=_rule_product_with_a_tensor, local=True),
     Rule("factor_per_slice", "value", "a factor that is the same along one dim and changes along another",
          "a per-row or per-column quantity is missing or extra",
          "a constant factor is a special case, tried first", check=_rule_factor_per_slice),
@@ -2076,6 +2356,9 @@ RULES = [
     Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
          "the probabilities are taken along the other dim",
          "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
+    Rule("row_sums_along_columns", "value", "a square tensor: off by a softmax whose row sums divide the columns",
+         "each row is divided by another row's sum, as with the sums as a (n,) vector",
+         "a precise formula for cross-entropy", check=_rule_row_sums_along_columns, local=True),
     Rule("variance_term", "value", "fused BatchNorm: wrong by a multiple of x̂ per column",
          "the variance part: missing, n-1, a sign or a size",
          "a precise formula for BatchNorm", check=_rule_variance_term, local=True),
@@ -2119,9 +2402,18 @@ RULES = [
          "broadcast to this tensor's shape its numbers are wrong", "its name and shapes: fix its shape first",
          "added to a loose value diagnosis (a local one fits without it); before wrong_upstream, which then keeps "
          "it and adds a note"),
+    Rule("upstream_only", "after", "a wrong gradient checked before is computed from this tensor, all of this "
+         "gradient flows through it, and the right backward step applied to your gradient of it gives your answer",
+         "your step is right: fix the earlier one first",
+         "read from autograd's graph (needs retain_graph=True); before the rules below"),
+    Rule("step_wrong_too", "after", "as above, but the right step applied to your earlier gradient does not give "
+         "your answer", "fix the earlier one, and what is wrong with your step (a value rule, measured against "
+         "that step)", "replaces the diagnosis against the right answer, which may describe only the inherited "
+         "error; kept when only that one explains your answer and the step's says just what differs"),
     Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
-         "large enough to explain this one", "fix it first", "replaces a loose value diagnosis, which may describe "
-         "only the inherited error; a local one is kept, with a note"),
+         "large enough to explain this one (and the rules above cannot be used)", "fix it first",
+         "replaces a loose value diagnosis, which may describe only the inherited error; a local one is kept, "
+         "with a note"),
     Rule("internal_error", "after", "cmp itself failed", "a bug in cmp, not necessarily in your gradient",
          "a safety net around everything"),
 ]

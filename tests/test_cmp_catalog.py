@@ -587,6 +587,56 @@ def _case_blamed_upstream(net, grads):
     return cmp("h", grads["dh"] * 2, net.h)
 
 
+def _case_blamed_upstream_graph_freed(net, grads):
+    """As above, after a plain loss.backward(): the graph is freed, so cmp cannot apply the right step."""
+    plain = forward()
+    cmp("logits", grads["dlogits"] * 2, plain.logits)
+    return cmp("h", grads["dh"] * 2, plain.h)
+
+
+def _case_dC_demonstration_below_a_wrong_demb(net, grads):
+    """Notebook 01's demonstration `dC[Xb] += emb.grad`, run by a student whose own demb is wrong: the
+    demonstration's point (rows lose contributions) is the error, not demb's."""
+    _check_everything_before(net, grads, "emb")
+    cmp_in_notebook(net, grads, "emb", grads["demb"] * 2)
+    dC = torch.zeros_like(net.C)
+    dC[net.Xb] += net.emb.grad
+    return cmp_in_notebook(net, grads, "C", dC)
+
+
+def _case_dC_overwritten_below_a_wrong_demb(net, grads):
+    """`dC[Xb] += demb` with the student's own demb, which is wrong: both errors are there."""
+    _check_everything_before(net, grads, "emb")
+    demb = grads["demb"] * 2
+    cmp_in_notebook(net, {**grads, "demb": demb}, "emb", demb)
+    return cmp_in_notebook(net, {**grads, "demb": demb}, "C", _dC_advanced_index(net, {"demb": demb}))
+
+
+def _students_softmax_chain_below_dlogprobs_without_mean(net):
+    """The gradients down to counts as a student computes them from a dlogprobs without the 1/n,
+    with dcounts missing its branch through counts_sum."""
+    v = SimpleNamespace(**{key: value.detach() if isinstance(value, torch.Tensor) else value
+                           for key, value in vars(net).items()})
+    dlogprobs = torch.zeros_like(v.logprobs)
+    dlogprobs[range(v.n), v.Yb] = -1.0
+    dprobs = (1.0 / v.probs) * dlogprobs
+    dcounts_sum_inv = (v.counts * dprobs).sum(1, keepdim=True)
+    dcounts_sum = -v.counts_sum**-2 * dcounts_sum_inv
+    dcounts = v.counts_sum_inv * dprobs
+    return dict(dlogprobs=dlogprobs, dprobs=dprobs, dcounts_sum_inv=dcounts_sum_inv, dcounts_sum=dcounts_sum,
+                dcounts=dcounts)
+
+
+def _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs(net, grads, checked=("logprobs", "probs",
+                                                                                   "counts_sum_inv", "counts_sum")):
+    """From a newcomer's run: below a dlogprobs 32 times too big, dcounts without its sum branch was told
+    "yours is 31 × `dprobs`", an error that came from dlogprobs, not from the step."""
+    yours = _students_softmax_chain_below_dlogprobs_without_mean(net)
+    for tensor in checked:
+        cmp_in_notebook(net, {**grads, **yours}, tensor, yours["d" + tensor])
+    return cmp_in_notebook(net, {**grads, **yours}, "counts", yours["dcounts"])
+
+
 def _case_internal_error(net, grads):
     class Broken(torch.Tensor):  # a tensor that fails inside cmp, where no rule expects it
         def detach(self):
@@ -662,8 +712,89 @@ def _case_warmup_square_transpose(net, grads):
     return cmp_in_notebook(SimpleNamespace(A=A, B=B), {"dD": dD}, "A", dD @ B.detach())
 
 
+def _case_shape_from_an_earlier_gradient(net, grads, checked=True):
+    """From a newcomer's run: dcounts_sum_inv without keepdim=True, (32,), makes the next cell's dcounts_sum
+    (32, 32); cmp said only how to sum it back."""
+    v = net
+    yours = {**grads, "dcounts_sum_inv": (v.counts * grads["dprobs"]).sum(1).detach()}
+    yours["dcounts_sum"] = (-v.counts_sum**-2 * yours["dcounts_sum_inv"]).detach()
+    _check_everything_before(net, grads, "counts_sum_inv")
+    if checked:
+        cmp_in_notebook(net, yours, "counts_sum_inv", yours["dcounts_sum_inv"])
+    return cmp_in_notebook(net, yours, "counts_sum", yours["dcounts_sum"])
+
+
+def tanh_layer_stack(seed=0):
+    """Lab 05, section 9: two tanh layers h = tanh(x @ W) with square weights, after a plain
+    loss.backward(); the notebook keeps them in lists Ws and hs."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(32, 20, generator=g)
+    Ws = [(torch.randn(20, 20, generator=g) / 20**0.5).requires_grad_() for _ in range(2)]
+    hs = [x0]
+    for W in Ws:
+        hs.append(torch.tanh(hs[-1] @ W))
+        hs[-1].retain_grad()
+    (hs[-1] * torch.randn(32, 20, generator=g)).sum().backward()
+    return Ws, hs
+
+
+def cmp_in_a_lab_cell(Ws, hs, dx):
+    """cmp("x", dx, hs[-2]) as section 9's cell calls it, with Ws and hs among its variables."""
+    notebook = {"Ws": Ws, "hs": hs, "dx": dx, "cmp": cmp}
+    exec('result = cmp("x", dx, hs[-2], strict=False)', notebook)
+    return notebook["result"]
+
+
+def _case_square_weight_without_transpose(net, grads):
+    """From a newcomer's run of lab 05, section 9: dx = (dh - dh * h * h) @ W, without .T, got the generic
+    message: the factor (dh - dh * h * h) is no variable of the notebook, and W is Ws[-1], in a list."""
+    Ws, hs = tanh_layer_stack()
+    dh, h, W = hs[-1].grad, hs[-1].detach(), Ws[-1].detach()
+    return cmp_in_a_lab_cell(Ws, hs, (dh - dh * h * h) @ W)
+
+
+def _case_dbngain_from_hpreact_graph_freed(net, grads):
+    """Lab 05, section 4: the teammate's dbngain = (hpreact * dhpreact).sum(0) where bnraw belongs, checked
+    after a plain loss.backward() with the forward tensors in a dict: cmp cannot read the graph's factor."""
+    plain = forward()
+    cmp("hpreact", grads["dhpreact"], plain.hpreact)
+    cache = {"hpreact": plain.hpreact, "h": plain.h, "hprebn": plain.hprebn}
+    dbngain = (plain.hpreact * grads["dhpreact"]).sum(0, keepdim=True).detach()
+    notebook = {"cache": cache, "d": {"hpreact": grads["dhpreact"]}, "dbngain": dbngain, "bngain": plain.bngain,
+                "cmp": cmp}
+    exec('result = cmp("bngain", dbngain, bngain)', notebook)
+    return notebook["result"]
+
+
+def square_logits(seed=0, n=6):
+    """Logits with as many rows (examples) as columns (classes), after loss.backward(): lab 05, section 2."""
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n, n, generator=g) * 2).requires_grad_()
+    Yb = torch.randint(0, n, (n,), generator=g)
+    F.cross_entropy(logits, Yb).backward()
+    return logits, Yb
+
+
+def _case_row_sums_along_columns(net, grads):
+    """The section 2 teammate's dlogits at a batch as large as the vocabulary: counts / counts.sum(1)."""
+    logits, Yb = square_logits()
+    counts = (logits.detach() - logits.detach().max(1, keepdim=True).values).exp()
+    probs = counts / counts.sum(1)
+    return cmp("logits", (probs - F.one_hot(Yb, 6)) / 6, logits)
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
+    ("lab 05 section 9: dx = (dh - dh * h * h) @ W", "square_transpose",
+     ["dx is some matrix A times `Ws[1]` (A @ Ws[1]), and A @ Ws[1].T is the right answer", "`Ws[1]` is square"],
+     _case_square_weight_without_transpose),
+    ("lab 05 section 4: dbngain from hpreact, graph freed", "product_with_a_tensor",
+     ['dbngain is `cache["hpreact"]` * dhpreact, summed to its shape, and that is not the right answer',
+      'the local derivative of `hpreact` with respect to bngain is not `cache["hpreact"]`'],
+     _case_dbngain_from_hpreact_graph_freed),
+    ("lab 05 section 2: row sums as a (27,) vector, 27 examples", "row_sums_along_columns",
+     ["entry (i, j) of the softmax of logits divided by the sum of row j instead of row i",
+      "logits is square (6 × 6)", "each row must be divided by its own sum"], _case_row_sums_along_columns),
     ("warm-up dA = dD @ B", "square_transpose",
      ["dA matches dD @ B, and dD @ B.T is the right answer", "`B` is square"], _case_warmup_square_transpose),
     ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],
@@ -707,8 +838,31 @@ OTHER_CASES = [
     ("dlogits off by 1e-7 in one entry", "almost_right", ["almost right"], _case_almost_right),
     ("dlogits with the bias b2 added", "broadcast_error", ["the same along dim 0"],
      lambda v, g: cmp("logits", g["dlogits"] + v.b2.detach(), v.logits)),
-    ("dh below a wrong dlogits", "wrong_upstream", ["`logits`, checked before this one, is wrong too", "fix it first"],
+    ("dcounts_sum below a (32,) dcounts_sum_inv", "shape_from_an_earlier_gradient",
+     ["dcounts_sum has shape (32, 32) but counts_sum has shape (32, 1)", "the shape went wrong earlier",
+      "dcounts_sum_inv has shape (32,) but counts_sum_inv has shape (32, 1)",
+      "a (32,) tensor combined entry by entry with a (32, 1) one broadcasts to (32, 32)",
+      "fix the shape of dcounts_sum_inv first"], _case_shape_from_an_earlier_gradient),
+    ("the same, dcounts_sum_inv not checked", "shape_from_an_earlier_gradient",
+     ["dcounts_sum_inv has shape (32,) but counts_sum_inv has shape (32, 1)"],
+     lambda v, g: _case_shape_from_an_earlier_gradient(v, g, checked=False)),
+    ("dh below a wrong dlogits", "upstream_only",
+     ["`logits`, checked before this one, is wrong too", "your way from dlogits to dh is right", "fix it first"],
      _case_blamed_upstream),
+    ("dh below a wrong dlogits, graph freed", "wrong_upstream",
+     ["`logits`, checked before this one, is wrong too", "fix it first"], _case_blamed_upstream_graph_freed),
+    ("dC[Xb] += emb.grad below a wrong demb", "rows_overwritten",
+     ["each wrong row holds just one of its contributions", "`emb`, checked before this one, is wrong too",
+      "its error does not explain this one"], _case_dC_demonstration_below_a_wrong_demb),
+    ("dC[Xb] += demb with a wrong demb", "step_wrong_too+rows_overwritten",
+     ["`emb`, checked before this one, is wrong too: fix it first", "your way from demb to dC is wrong as well",
+      "each wrong row holds just one of its contributions"], _case_dC_overwritten_below_a_wrong_demb),
+    ("dcounts without the sum branch below a dlogprobs 32 times too big", "step_wrong_too+branch_off",
+     ["`probs`, checked before this one, is wrong too", "your way from dprobs to dcounts is wrong as well",
+      "the branch through `counts_sum` is missing"], _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs),
+    ("the same, with only dlogprobs checked", "step_wrong_too+branch_off",
+     ["`logprobs`, checked before this one, is wrong too", "the branch through `counts_sum` is missing"],
+     lambda v, g: _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs(v, g, checked=("logprobs",))),
     ("a gradient that breaks cmp", "internal_error", ["internal error in cmp", "bug in cmp"], _case_internal_error),
     ("tanh without dout, numerically", "local_derivative_only", ["dout"], _case_numerically_local_derivative_only),
 ]
@@ -716,6 +870,7 @@ OTHER_CASES = [
 
 @pytest.mark.parametrize("label, rule, facts, run", OTHER_CASES, ids=[case[0] for case in OTHER_CASES])
 def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
+    cmp_module.reset()
     result = run(net, grads)
     assert result.diagnosis == rule, result.hint
     for fact in facts:
@@ -725,7 +880,7 @@ def test_other_case_is_diagnosed(net, grads, label, rule, facts, run, capsys):
 def test_every_rule_has_a_catalogue_case_that_produces_it():
     produced = {part for mistake in MISTAKES for part in mistake[3].split("+")}
     produced |= {mistake[3] for mistake in EXERCISE_3_MISTAKES} | {case[4] for case in EXERCISE_3_AFTER_WRONG_CHECKS}
-    produced |= {"not_done"} | {case[1] for case in OTHER_CASES}
+    produced |= {"not_done"} | {part for case in OTHER_CASES for part in case[1].split("+")}
     assert produced == set(RULE_IDS)
 
 
@@ -761,6 +916,34 @@ def test_overwritten_rows_are_found_through_a_cache_dict_and_dembcat(net, grads,
     assert cache  # read by cmp from this function's variables
     del cache
     assert cmp("C", _dC_advanced_index(net, grads), net.C).diagnosis != "rows_overwritten"  # nothing to check it by
+
+
+def test_below_an_earlier_gradient_of_the_wrong_shape_only_a_broadcast_shape_is_blamed_on_it(net, grads, capsys):
+    """A right dcounts_sum (the student fixed the shape in this cell) is accepted, and one that only lacks its
+    own keepdim gets the keepdim hint, not the earlier gradient's."""
+    _case_shape_from_an_earlier_gradient(net, grads)
+    yours = {**grads, "dcounts_sum_inv": (net.counts * grads["dprobs"]).sum(1).detach()}
+    right = cmp_in_notebook(net, yours, "counts_sum", grads["dcounts_sum"].clone())
+    assert right and right.diagnosis in (None, "rounding")
+    flat = cmp_in_notebook(net, yours, "counts_sum", grads["dcounts_sum"].view(-1))
+    assert flat.diagnosis == "keepdim" and "dcounts_sum_inv" not in flat.hint
+    wide = grads["dcounts_sum"] * torch.ones(1, 32)  # (32, 32), after dcounts_sum_inv was fixed, not checked again
+    fixed = cmp_in_notebook(net, grads, "counts_sum", wide)
+    assert fixed.diagnosis != "shape_from_an_earlier_gradient" and "dcounts_sum_inv" not in fixed.hint
+
+
+def test_below_an_all_zero_gradient_the_loss_is_not_said_to_ignore_the_tensor(net, grads, capsys):
+    """The right step applied to an all-zero dlogprobs gives zeros: compared with that, any dprobs would look
+    like the gradient of a tensor the loss does not depend on, which probs is not."""
+    _check_everything_before(net, grads, "logprobs")
+    zeros = torch.zeros_like(net.logprobs)
+    cmp_in_notebook(net, {**grads, "dlogprobs": zeros}, "logprobs", zeros)
+    result = cmp_in_notebook(net, {**grads, "dlogprobs": zeros}, "probs", grads["dprobs"] * 2)
+    assert "does not depend on" not in result.hint and "fix it first" in result.hint
+    nan = torch.full_like(net.logprobs, float("nan"))  # and an earlier gradient with NaN: not the reference's
+    cmp_in_notebook(net, {**grads, "dlogprobs": nan}, "logprobs", nan)
+    result = cmp_in_notebook(net, {**grads, "dlogprobs": nan}, "probs", grads["dprobs"] * 2)
+    assert "itself contains NaN" not in result.hint and "fix it first" in result.hint
 
 
 def test_a_single_path_is_never_said_to_miss_other_paths(net, grads, capsys):

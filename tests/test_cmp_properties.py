@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 import cmp as cmp_module
 from cmp import cmp
 from lecture import GRAD_NAMES, manual_backward
-from test_cmp_catalog import _check_everything_before, _exercise_3_check, cmp_in_notebook, forward_keeping_the_graph
+from test_cmp_catalog import (_check_everything_before, _exercise_3_check, cmp_in_a_lab_cell, cmp_in_notebook,
+                              forward_keeping_the_graph, square_logits, tanh_layer_stack)
 
 ACCEPTING = {None, "rounding", "zero_up_to_rounding", "branch_invisible", "zero_answer_is_right"}
 DESCRIBING = {"wrong_values", "partly_right", "almost_right"}  # they say what differs, not why
@@ -148,3 +149,78 @@ def test_any_small_graph_gives_a_registered_diagnosis_and_no_internal_error(ops,
         result = cmp("x", answer, x)
     assert result.diagnosis != "internal_error", result.hint
     assert result.diagnosis is None or set(result.diagnosis.split("+")) <= set(cmp_module.RULE_IDS)
+
+
+def _check_below_a_wrong_start(net, grads, tensor, dt):
+    """Every gradient before `tensor` checked as a student computes them from a dlogprobs twice too big
+    (each one is then twice the right one, and so are the notebook's variables), then dt."""
+    doubled = {name: grad * 2 for name, grad in grads.items()}
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in GRAD_NAMES[:GRAD_NAMES.index("d" + tensor)]:
+            cmp_in_notebook(net, doubled, name[1:], doubled[name])
+        return cmp_in_notebook(net, doubled, tensor, dt)
+
+
+BELOW_A_WRONG_START = {"upstream_only", "wrong_upstream"}
+
+
+@SETTINGS
+@given(index=st.integers(1, len(GRAD_NAMES) - 1), form=st.sampled_from(sorted(ODD_FORMS)))
+def test_the_right_step_from_a_wrong_gradient_in_an_odd_form_is_said_right(net, grads, index, form):
+    """Below a wrong dlogprobs, the right step applied to the student's gradients gives twice the right one:
+    in any form, only "fix the earlier one first" may be said (or nothing, where the right answer is zero)."""
+    name = GRAD_NAMES[index]
+    result = _check_below_a_wrong_start(net, grads, name[1:], ODD_FORMS[form](grads[name] * 2))
+    assert result.diagnosis in BELOW_A_WRONG_START | ACCEPTING, result.hint
+
+
+@SETTINGS
+@given(index=st.integers(1, len(GRAD_NAMES) - 1),
+       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
+       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]), seed=st.integers(0, 2**31))
+def test_a_random_scramble_below_a_wrong_gradient_gets_no_explanation(net, grads, index, kind, share, size, seed):
+    name = GRAD_NAMES[index]
+    dt, changed = _scramble(grads[name] * 2, kind, share, size, seed)
+    assume(changed)
+    result = _check_below_a_wrong_start(net, grads, name[1:], dt)
+    assume(not result)
+    allowed = DESCRIBING | {"step_wrong_too", "wrong_upstream"} | (
+        {"right_answer_is_zero"} if name in ("dlogit_maxes", "db1") else set())
+    assert set(result.diagnosis.split("+")) <= allowed, f"{name}, {kind}: {result.diagnosis}: {result.hint}"
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), form=st.sampled_from(sorted(ODD_FORMS)),
+       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
+       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]))
+def test_with_square_weights_in_lists_a_right_dx_is_accepted_and_a_scramble_unexplained(seed, form, kind, share, size):
+    """Lab 05's section 9: cmp inverts the square weights it finds in the notebook's lists to test for a missing
+    transpose; neither a right answer in an odd form nor a random scramble may be called a transpose."""
+    Ws, hs = tanh_layer_stack(seed % 1000)
+    ref = hs[-2].grad
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        right = cmp_in_a_lab_cell(Ws, hs, ODD_FORMS[form](ref))
+        dt, changed = _scramble(ref, kind, share, size, seed)
+        scrambled = cmp_in_a_lab_cell(Ws, hs, dt)
+    assert right and right.diagnosis in ACCEPTING, right.hint
+    if changed and not scrambled:
+        assert scrambled.diagnosis in DESCRIBING, scrambled.hint
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), form=st.sampled_from(sorted(ODD_FORMS)),
+       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
+       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]))
+def test_with_square_logits_a_right_answer_is_accepted_and_a_scramble_unexplained(seed, form, kind, share, size):
+    """Lab 05's section 2: for square logits cmp tries the softmax with the row sums along the columns."""
+    logits, _ = square_logits(seed % 1000)
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        right = cmp("logits", ODD_FORMS[form](logits.grad), logits)
+        dt, changed = _scramble(logits.grad, kind, share, size, seed)
+        scrambled = cmp("logits", dt, logits)
+    assert right and right.diagnosis in ACCEPTING, right.hint
+    if changed and not scrambled:
+        assert scrambled.diagnosis in DESCRIBING, scrambled.hint

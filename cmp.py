@@ -420,6 +420,8 @@ _DESCRIPTIONS = ("wrong_values", "partly_right", "almost_right")  # rules that s
 def _judge_your_step(result, rule, step):
     """The verdict on a wrong gradient below a wrong one, from the right step applied to your gradient above."""
     above, yours, mine = f"`{step.upstream}`", _names(step.upstream)[0], _names(result.name)[0]
+    if step.through:
+        return _judge_your_steps(result, rule, step, mine)
     if step.right:
         return replace(result, diagnosis="upstream_only", hint=(
             f"{above}, checked before this one, is wrong too, and all of this gradient flows through it; your "
@@ -434,6 +436,27 @@ def _judge_your_step(result, rule, step):
         f"backward step applied to your {yours} does not give your answer either"))
 
 
+def _judge_your_steps(result, rule, step, mine):
+    """As _judge_your_step, when t's gradient flows through several checked tensors, some of them wrong."""
+    wrong = step.upstream.split(", ")
+    above = _listing(wrong)
+    yours = " and ".join(_names(other)[0] for other in step.through)
+    is_are = "is" if len(wrong) == 1 else "are"
+    if step.right:
+        return replace(result, diagnosis="upstream_only", hint=(
+            f"all of this gradient flows through {_listing(step.through)}, checked before; {above} {is_are} wrong, "
+            f"and your way from {yours} to {mine} is right (the right backward steps applied to your {yours} "
+            f"give your answer), so the error comes from {above}: fix it first, then check this one again"))
+    if step.rule not in _DESCRIPTIONS or rule.id in _DESCRIPTIONS:
+        return replace(result, diagnosis=f"step_wrong_too+{step.rule}", hint=(
+            f"{above}, checked before this one, {is_are} wrong too: fix it first. But your way from {yours} to "
+            f"{mine} is wrong as well; compared with the right backward steps applied to your {yours}:\n"
+            f"{step.hint}"))
+    return replace(result, hint=result.hint + (
+        f"\n{above}, checked before this one, {is_are} wrong too, but that does not explain this one: the right "
+        f"backward steps applied to your {yours} do not give your answer either"))
+
+
 @dataclass(frozen=True)
 class YourStep:
     """The right backward step applied to your own gradient of `upstream`, a wrong checked tensor through
@@ -442,6 +465,7 @@ class YourStep:
     right: bool       # your answer is what that step gives
     rule: str = None  # else the value rule that says how your answer differs from it, and what it says
     hint: str = None
+    through: tuple = ()  # when t's gradient flows through several checked tensors: all their names
 
 
 def _your_step(name, dt, t, namespace):
@@ -475,22 +499,64 @@ def _your_step(name, dt, t, namespace):
             return None
         rule, hint = _diagnose("value", case)
         return YourStep(other, False, rule, hint)
-    return None
+    return _your_step_through_a_cut(name, d, t, ref, namespace)
 
 
-def _backward_from(u, du, targets):
+def _your_step_through_a_cut(name, d, t, ref, namespace):
+    """A YourStep from the checked tensors that t enters directly (bndiff2 and bnraw for bndiff), at least one
+    of them wrong: the right backward steps from your gradients of them, each stopped at the other checked
+    tensors. None when they do not carry all of t's gradient."""
+    checked = {other: _tensors[other] for other in _results
+               if other != name and other in _tensors and _steps_back(_tensors[other], t)}
+    nodes = {u.grad_fn for u in checked.values()}
+    parts = []
+    for other, u in checked.items():
+        blocked = frozenset(nodes - {u.grad_fn})
+        your_du, right_du = _answers.get(other), _grad_of(u)
+        if your_du is None or right_du is None or your_du.shape != u.shape:
+            continue
+        through_right = _backward_from(u, right_du, [t], blocked)
+        if through_right is None:
+            return None  # the graph was freed
+        if through_right[0] is not None:  # t reached without passing another checked tensor
+            through_yours = _backward_from(u, your_du, [t], blocked)
+            if not through_yours or through_yours[0] is None:
+                return None
+            parts.append((other, u, through_right[0].detach().to(torch.float64),
+                          through_yours[0].detach().to(torch.float64)))
+    wrong = [other for other, *_ in parts if _results[other].status == Status.WRONG]
+    if len(parts) < 2 or not wrong:
+        return None
+    right_sum, your_sum = sum(part[2] for part in parts), sum(part[3] for part in parts)
+    if not _close(right_sum, ref) or not torch.isfinite(your_sum).all():
+        return None  # some of t's gradient takes another path
+    if _max_abs(your_sum) <= NOISE * _max_abs(ref.to(torch.float64)):
+        return None
+    names = tuple(other for other, *_ in parts)
+    if torch.allclose(d, your_sum):
+        return YourStep(", ".join(wrong), True, through=names)
+    dname, tname = _names(name, None, namespace)
+    case = _value_case(name, d, your_sum, t, _differences(d, your_sum)[1], dname, tname, namespace)
+    consumers = tuple((other, u, _answers[other].to(torch.float64)) for other, u, *_ in parts)
+    steps = tuple(step for key, v, grad in consumers for step in [_local_step(key, v, grad, t)] if step)
+    rule, hint = _diagnose("value", replace(case, consumers=consumers, steps=steps, bn_gain=None,
+                                            paths={key: _count_paths(v, t) for key, v, _ in consumers}))
+    return YourStep(", ".join(wrong), False, rule, hint, through=names)
+
+
+def _backward_from(u, du, targets, blocked=frozenset()):
     """The gradients that arrive at each of `targets` when autograd's backward functions are applied from u
     down to du ([None for a target it does not reach]), or None when the graph was freed.
 
     torch.autograd.grad would compute this too, but it adds to the .grad of every tensor that called
     retain_grad() on the way, changing the references of your next checks: here each operation's backward
-    function is called directly, which touches no .grad."""
+    function is called directly, which touches no .grad. No gradient enters the nodes in `blocked`."""
     if u.grad_fn is None:
         return None
     order, seen = [], set()
 
     def visit(node):  # depth first: each node after all the nodes it passes gradients to
-        if node is None or node in seen:
+        if node is None or node in seen or node in blocked:
             return
         seen.add(node)
         for child, _ in node.next_functions:
@@ -513,7 +579,7 @@ def _backward_from(u, du, targets):
                 outputs = node(*inputs)
                 outputs = outputs if isinstance(outputs, tuple) else (outputs,)
                 for (child, index), grad in zip(node.next_functions, outputs):
-                    if child is not None and grad is not None:
+                    if child is not None and grad is not None and child not in blocked:
                         grad = _as_the_engine_passes_it(grad, child._input_metadata[index])
                         key = (child, index)
                         arriving[key] = grad if key not in arriving else arriving[key] + grad

@@ -637,6 +637,18 @@ def _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs(net, grads, checked
     return cmp_in_notebook(net, {**grads, **yours}, "counts", yours["dcounts"])
 
 
+def _case_dbndiff_below_a_dbndiff2_with_n(net, grads, branch=True):
+    """From a newcomer's run: dbndiff2 with 1/n, then dbndiff from it by the right formula (its step is right:
+    the error comes from bndiff2 alone), or without the branch through bnraw (its step is wrong too)."""
+    _check_everything_before(net, grads, "bndiff2")
+    v = SimpleNamespace(**{key: value.detach() if isinstance(value, torch.Tensor) else value
+                           for key, value in vars(net).items()})
+    dbndiff2 = grads["dbndiff2"] * (v.n - 1) / v.n
+    cmp_in_notebook(net, {**grads, "dbndiff2": dbndiff2}, "bndiff2", dbndiff2)
+    dbndiff = 2 * v.bndiff * dbndiff2 + (v.bnvar_inv * grads["dbnraw"] if branch else 0)
+    return cmp_in_notebook(net, {**grads, "dbndiff2": dbndiff2}, "bndiff", dbndiff)
+
+
 def _case_internal_error(net, grads):
     class Broken(torch.Tensor):  # a tensor that fails inside cmp, where no rule expects it
         def detach(self):
@@ -863,6 +875,13 @@ OTHER_CASES = [
     ("the same, with only dlogprobs checked", "step_wrong_too+branch_off",
      ["`logprobs`, checked before this one, is wrong too", "the branch through `counts_sum` is missing"],
      lambda v, g: _case_dcounts_without_sum_branch_below_a_wrong_dlogprobs(v, g, checked=("logprobs",))),
+    ("dbndiff right below a dbndiff2 with 1/n", "upstream_only",
+     ["all of this gradient flows through `bnraw` and `bndiff2`", "`bndiff2` is wrong",
+      "your way from dbnraw and dbndiff2 to dbndiff is right"], _case_dbndiff_below_a_dbndiff2_with_n),
+    ("dbndiff without the bnraw branch below a dbndiff2 with 1/n", "step_wrong_too+branch_per_slice",
+     ["`bndiff2`, checked before this one, is wrong too: fix it first",
+      "your way from dbnraw and dbndiff2 to dbndiff is wrong as well", "the branch through `bnraw` is missing"],
+     lambda v, g: _case_dbndiff_below_a_dbndiff2_with_n(v, g, branch=False)),
     ("a gradient that breaks cmp", "internal_error", ["internal error in cmp", "bug in cmp"], _case_internal_error),
     ("tanh without dout, numerically", "local_derivative_only", ["dout"], _case_numerically_local_derivative_only),
 ]

@@ -142,10 +142,11 @@ def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
     assert len(status) == 12 and all(re.fullmatch(r"\w+ +(ok|X)", line) for line in status), status
     assert "Write your hypothesis" in output_of(nb, "s1-reveal") and "->" not in output_of(nb, "s1-reveal")
     tries = {  # a hypothesis: what explain() says first; whether cmp's report follows
-        "the loss layer, a sign": ("start with the layer you suspect", False),       # names no layer
+        "the network, a sign": ("names none of the six layers", False),            # names no layer
+        "embedding is fine, batchnorm drops a term": ("names embedding and batchnorm", False),  # two
         "Cross-entropy layer": ("Add the cause too", False),                        # a layer, no cause
-        "linear2: a transposed W2": ("comes from a layer above linear2", True),     # wrong only downstream
-        "cross_entropy layer: a flipped sign": ("The layer: right", True),
+        "linear layer 2: a transposed W2": ("comes from a layer above linear2", True),  # wrong only downstream
+        "the loss layer: a flipped sign": ("The layer: right", True),
     }
     for cell in nb.cells:
         if cell.get("id") == "s1-hypothesis":

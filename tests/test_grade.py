@@ -235,9 +235,9 @@ def test_files_that_cannot_be_graded(graded):
 def test_exercises_2_and_3(graded):
     row = graded["rows"]["ex2.ipynb"]
     assert (row["exercise"], row["status"]) == ("02", "graded") and row["score"] == row["max_score"]
-    assert row["02:dlogits"] == row["02:dlogits_ls"] == row["02:gap"] == "1" and row["max_score"] == "5"
+    assert row["02:dlogits"] == row["02:dlogits_ls"] == row["02:gap"] == "1" and row["max_score"] == "6"
     row = graded["rows"]["ex2_transfer.ipynb"]
-    assert row["02:dlogits_ls"] == "1" and row["02:gap"] == "0" and int(row["score"]) == 4
+    assert row["02:dlogits_ls"] == "1" and row["02:gap"] == "0" and int(row["score"]) == 5
     item = graded["items"][("ex2_transfer.ipynb", "gap")]
     assert (item["status"], item["points"]) == ("wrong", "0"), item  # compared with the solution's value, not crashed
     row = graded["rows"]["ex3.ipynb"]

@@ -1514,10 +1514,11 @@ def _rule_whole_label_columns(c):
     label_columns = torch.zeros_like(at_label)
     label_columns[:, labels] = True
     wrong = c.error.abs() > FIT * max(_max_abs(c.ref), _TINY)
-    for where in (label_columns, label_columns & ~at_label):
+    for where, rows in ((label_columns, "in every row"),
+                        (label_columns & ~at_label, "in every row but at each row's own label")):
         if torch.equal(wrong, where) and _is_constant(c.error[where]):
             return (f"{c.dname} is wrong in whole columns, all by {_number(c.error[where].mean().item())}: the "
-                    f"columns whose index is in `{name}` (the labels of the batch), in every row. An index such "
+                    f"columns whose index is in `{name}` (the labels of the batch), {rows}. An index such "
                     f"as [:, {name}] picks every row of those columns; one entry per row needs an index for the "
                     "rows as well")
     return None
@@ -1558,8 +1559,8 @@ def _rule_softmax_over_the_wrong_dim(c):
         for sign in (1, -1):
             if _explains(c.ref + sign * scale * swap, c.d, c.ref):
                 right_dim = 1 if sign == 1 else 0
-                return (f"{c.dname} differs from the right answer by exactly a softmax of {c.tname} over the other "
-                        f"dim: yours takes the probabilities along dim {1 - right_dim}, the right answer along "
+                return (f"{c.dname} is the right answer with the softmax of {c.tname} taken over the other dim: "
+                        f"yours takes the probabilities along dim {1 - right_dim}, the right answer along "
                         f"dim {right_dim}")
     return None
 
@@ -2103,32 +2104,42 @@ def _step_contribution(step, operand, t_shape):
 
 
 def _rule_square_transpose(c):
-    """A square matrix in a product where its transpose belongs (dD @ B for dD @ B.T): the shapes allow both."""
+    """A product of two of your matrices, one of them square, in another arrangement than the right answer's
+    (dD @ B for dD @ B.T, B.T @ dD for dD @ B.T): the shapes allow several."""
     if c.d.dim() != 2:
         return None
     tensors = [(key, x) for key, x in c.in_scope if x.dim() == 2]
     for left, p in tensors:
         for right, q in tensors:
-            if q.shape[0] != q.shape[1] or p.shape[0] == p.shape[1] == 1:
+            if q.shape[0] != q.shape[1] or p.shape[0] == p.shape[1] == 1 or p is q:
                 continue
-            for yours, fix, fits in ((f"{left} @ {right}", f"{left} @ {right}.T", lambda: (p @ q, p @ q.T)),
-                                     (f"{right} @ {left}", f"{right}.T @ {left}", lambda: (q @ p, q.T @ p))):
+            arrangements = [(f"{a_name} @ {b_name}", a, b) for a_name, a in ((left, p), (f"{left}.T", p.T))
+                            for b_name, b in ((right, q), (f"{right}.T", q.T))]
+            arrangements += [(f"{b_name} @ {a_name}", b, a) for a_name, a in ((left, p), (f"{left}.T", p.T))
+                             for b_name, b in ((right, q), (f"{right}.T", q.T))]
+            products = []
+            for words, a, b in arrangements:
                 try:
-                    product, transposed = fits()
+                    products.append((words, a @ b))
                 except RuntimeError:
                     continue
-                if _fits(product, c.d) and _fits(transposed, c.ref) and not _fits(product, c.ref):
-                    return (f"{c.dname} matches {yours}, and {fix} is the right answer: `{right}` is square, so "
-                            "the shapes allow both; check which operand the rule transposes")
+            yours = [words for words, product in products if _fits(product, c.d)]
+            if yours and not _fits(c.d, c.ref) and any(_fits(product, c.ref) for _, product in products):
+                square = [name for name, x in ((left, p), (right, q)) if x.shape[0] == x.shape[1]]
+                return (f"{c.dname} matches {yours[0]}, which is not the right answer, though the right answer is "
+                        f"a product of the same two matrices: {_listing(square)} "
+                        f"{'is' if len(square) == 1 else 'are'} square, so the shapes cannot tell the arrangements "
+                        "apart. Rebuild the rule from one entry: which row or column of each matrix does it use?")
     for right, q in tensors:  # the other operand need not be a variable: A = dx @ W⁻¹ (dx = (dh - ...) @ W)
         if q.shape[0] != q.shape[1] or q.shape[0] < 2 or not _well_conditioned(q):
             continue
         if c.d.shape[1] == q.shape[0] and _fits(torch.linalg.solve(q, c.d, left=False) @ q.T, c.ref, LOOSE_FIT):
-            return (f"{c.dname} is some matrix A times `{right}` (A @ {right}), and A @ {right}.T is the right "
-                    f"answer: `{right}` is square, so the shapes allow both; check which operand the rule transposes")
+            return (f"{c.dname} is some matrix A times `{right}` (A @ {right}), and the right answer is A times "
+                    f"`{right}` transposed: `{right}` is square, so the shapes allow both; check which operand the "
+                    "rule transposes")
         if c.d.shape[0] == q.shape[0] and _fits(q.T @ torch.linalg.solve(q, c.d), c.ref, LOOSE_FIT):
-            return (f"{c.dname} is `{right}` times some matrix A ({right} @ A), and {right}.T @ A is the right "
-                    f"answer: `{right}` is square, so the shapes allow both; check which operand the rule transposes")
+            return (f"{c.dname} is `{right}` times some matrix A ({right} @ A), and the right answer is `{right}` "
+                    "transposed times A: the shapes allow both; check which operand the rule transposes")
     return None
 
 

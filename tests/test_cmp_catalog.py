@@ -715,13 +715,14 @@ def _case_numerically_bessel(net, grads):
     return check_numerically("batchnorm", batchnorm, x, dout, dx)
 
 
-def _case_warmup_square_transpose(net, grads):
-    """The warm-up's D = A @ B on 2 x 2 matrices: dA = dD @ B, where dD @ B.T is right."""
+def _case_warmup_square_transpose(net, grads, yours="dD @ B"):
+    """The warm-up's D = A @ B on 2 x 2 matrices: dA = dD @ B (or another arrangement), where dD @ B.T is right."""
     A = torch.tensor([[-2.0, -1.0], [-0.5, 2.5]], requires_grad=True)
     B = torch.tensor([[-2.5, 2.0], [-0.5, 2.0]], requires_grad=True)
     dD = torch.tensor([[-2.0, 0.5], [-1.0, 1.5]])
     ((A @ B) * dD).sum().backward()
-    return cmp_in_notebook(SimpleNamespace(A=A, B=B), {"dD": dD}, "A", dD @ B.detach())
+    answer = {"dD @ B": lambda: dD @ B.detach(), "B.T @ dD": lambda: B.detach().T @ dD}[yours]()
+    return cmp_in_notebook(SimpleNamespace(A=A, B=B), {"dD": dD}, "A", answer)
 
 
 def _case_shape_from_an_earlier_gradient(net, grads, checked=True):
@@ -798,7 +799,8 @@ def _case_row_sums_along_columns(net, grads):
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
     ("lab 05 section 9: dx = (dh - dh * h * h) @ W", "square_transpose",
-     ["dx is some matrix A times `Ws[1]` (A @ Ws[1]), and A @ Ws[1].T is the right answer", "`Ws[1]` is square"],
+     ["dx is some matrix A times `Ws[1]` (A @ Ws[1]), and the right answer is A times `Ws[1]` transposed",
+      "`Ws[1]` is square"],
      _case_square_weight_without_transpose),
     ("lab 05 section 4: dbngain from hpreact, graph freed", "product_with_a_tensor",
      ['dbngain is `cache["hpreact"]` * dhpreact, summed to its shape, and that is not the right answer',
@@ -808,7 +810,10 @@ OTHER_CASES = [
      ["entry (i, j) of the softmax of logits divided by the sum of row j instead of row i",
       "logits is square (6 × 6)", "each row must be divided by its own sum"], _case_row_sums_along_columns),
     ("warm-up dA = dD @ B", "square_transpose",
-     ["dA matches dD @ B, and dD @ B.T is the right answer", "`B` is square"], _case_warmup_square_transpose),
+     ["dA matches dD @ B, which is not the right answer", "`B` and `dD` are square", "which row or column"],
+     _case_warmup_square_transpose),
+    ("warm-up dA = B.T @ dD", "square_transpose", ["dA matches B.T @ dD, which is not the right answer"],
+     lambda v, g: _case_warmup_square_transpose(v, g, "B.T @ dD")),
     ("fused BatchNorm without Bessel, numerically", "variance_term", ["31/32 of its right size"],
      _case_numerically_bessel),
     ("warm-up da with one use of a dropped", "one_path_only",

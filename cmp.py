@@ -374,10 +374,11 @@ def _blame_upstream(result, upstream, step=None):
     if rule is not None and rule.stage == "value" and not rule.local:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
-            "its error flows into this gradient if you used it, so fix it first, then check this one again"))
+            "its error flows into this gradient if you used it, so fix it first, then check this one again "
+            "(fixed it already? run its check again)"))
     return replace(result, hint=result.hint + (
         f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, "
-        "fix it first"))
+        "fix it first (fixed it already? run its check again)"))
 
 
 def _unfixed_shape(name, t, namespace, result):
@@ -2263,7 +2264,8 @@ def _rule_partly_right(c):
 
 
 def _rule_wrong_values(c):
-    check = "check the local derivative and the gradient you multiply it by"
+    check = ("check the local derivative and the gradient you multiply it by" if c.consumers else
+             "check your derivation one step at a time (a small case worked by hand helps)")
     if c.rounding is None:
         return f"wrong values: {check}"
     return (f"wrong values (rel err: {c.relerr:.1e}, far above {c.rounding[0]} rounding, which stays near "

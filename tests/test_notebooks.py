@@ -142,15 +142,18 @@ def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
     assert len(status) == 12 and all(re.fullmatch(r"\w+ +(ok|X)", line) for line in status), status
     assert "Write your hypothesis" in output_of(nb, "s1-reveal") and "->" not in output_of(nb, "s1-reveal")
     tries = {  # a hypothesis: what explain() says first; whether cmp's report follows
-        "the network, a sign": ("names none of the six layers", False),            # names no layer
-        "embedding is fine, batchnorm drops a term": ("names embedding and batchnorm", False),  # two
+        "the network [sign]: a sign": ("names none of the six layers", False),     # names no layer
+        "I think embedding is fine, batchnorm drops a term": ("names embedding and batchnorm", False),  # two
+        "batchnorm [term], not tanh: a term is missing": ("comes from a layer above batchnorm", True),  # first
         "Cross-entropy layer": ("Add the cause too", False),                        # a layer, no cause
-        "linear layer 2: a transposed W2": ("comes from a layer above linear2", True),  # wrong only downstream
-        "the loss layer: a flipped sign": ("The layer: right", True),
+        "cross_entropy layer: a flipped sign": ("Add the kind of mistake", False),  # no [kind]
+        "linear layer 2 [tensor]: a transposed W2": ("comes from a layer above linear2", True),  # downstream
+        "the loss layer [factor]: a wrong size": ("The kind: not [factor]", True),  # the right layer, wrong kind
+        "the loss layer [sign]: a flipped sign": ("The kind: right, a flipped sign", True),
     }
     for cell in nb.cells:
         if cell.get("id") == "s1-hypothesis":
-            cell.source = 'hypothesis_1 = "cross_entropy layer: a flipped sign"'
+            cell.source = 'hypothesis_1 = "cross_entropy layer [sign]: a flipped sign"'
         if cell.get("id") == "s1-reveal":
             cell.source = "\n".join(f"print('---')\nexplain({h!r}, checked_1)" for h in tries)
     revealed = output_of(run(nb, "notebooks"), "s1-reveal").split("---\n")[1:]

@@ -124,7 +124,13 @@ def test_every_page_loads_with_rendered_math_and_no_error_or_broken_link(browser
             "() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src.slice(0, 80))")
         assert not broken_images, f"{path}: images that did not load: {broken_images}"
         assert visit.problems == [], f"{path}: {visit.problems}"
-        raw_tex = [tex for tex in ("$$", "\\frac", "\\partial", "\\(", "\\[", "Math Processing Error") if tex in text]
+        prose = page.evaluate("""() => {  // the visible text without code, where r"\\[(\\w+)\\]" is no TeX
+            const code = [...document.querySelectorAll('pre, code')], shown = code.map(e => e.style.display);
+            code.forEach(e => { e.style.display = 'none'; });
+            const prose = document.body.innerText;
+            code.forEach((e, i) => { e.style.display = shown[i]; });
+            return prose; }""")
+        raw_tex = [tex for tex in ("$$", "\\frac", "\\partial", "\\(", "\\[", "Math Processing Error") if tex in prose]
         assert not raw_tex, f"{path}: math left as TeX or not rendered: {raw_tex}"
         if path != "404.html":
             assert page.locator(".MathJax").count() > 0, f"{path}: no typeset math"

@@ -1937,6 +1937,8 @@ def _embedding_uses(c):
         for parts_name, parts in grads:  # demb (32, 3, 10), or dembcat (32, 30), the same numbers in order
             if parts.numel() != index.numel() * c.d.shape[1] or parts.shape[0] != index.shape[0]:
                 continue
+            if tuple(parts.shape[:-1]) != tuple(index.shape):
+                parts_name = "..."  # dembcat (32, 30) for Xb (32, 3): `dC[Xb] += dembcat` would not run
             parts = parts.reshape(-1, c.d.shape[1])
             total = torch.zeros_like(c.ref).index_add_(0, index.flatten(), parts)
             if _fits(total, c.ref):

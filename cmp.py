@@ -637,14 +637,25 @@ def _case_below_your_gradient(name, d, t, expected, upstream, your_du, namespace
                    paths={key: _count_paths(v, t) for key, v, _ in consumers})
 
 
+_hints_shown = os.environ.get("CMP_HINTS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def hints(show=True):
+    """Ninja mode: after hints(False), cmp and check_numerically print only the lecture's columns (and "not
+    done yet"), no diagnosis; each result still holds it in result.hint. hints(True) shows them again.
+    The environment variable CMP_HINTS=0 starts with them hidden."""
+    global _hints_shown
+    _hints_shown = bool(show)
+
+
 def _report(result):
-    """The main line in the lecture's layout, then one '  -> ' line per hint sentence."""
+    """The main line in the lecture's layout, then one '  -> ' line per hint sentence (in ninja mode, none)."""
     if result.kind == "numerical":
         lines = [f"{result.name:15s} | rel err: {result.relerr:.1e} | {result.status}"]
     else:
         lines = [f"{result.name:15s} | exact: {str(result.exact):5s} | "
                  f"approximate: {str(result.approx):5s} | maxdiff: {result.maxdiff:.1e}"]
-    if result.hint:
+    if result.hint and (_hints_shown or result.status == Status.NOT_DONE):
         lines += ["  -> " + line for line in result.hint.split("\n")]
     return "\n".join(lines)
 

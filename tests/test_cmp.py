@@ -856,3 +856,18 @@ def test_the_right_step_below_a_wrong_gradient_is_autograds_and_changes_no_grad(
     result = cmp("x", expected[0], x)
     assert result.diagnosis == "upstream_only" and "your way from dc to dx is right" in result.hint
     assert all(torch.equal(tensor.grad, before[name]) for name, tensor in dict(x=x, a=a, b=b, c=c).items())
+
+
+def test_ninja_mode_prints_only_the_lectures_columns(capsys):
+    ref = torch.randn(32, 27, generator=torch.Generator().manual_seed(5))
+    try:
+        cmp_module.hints(False)
+        result = cmp("logits", ref * 32, with_grad(ref))
+        hidden = capsys.readouterr().out
+        assert "->" not in hidden and "exact: False" in hidden and "32 times" in result.hint  # kept in the result
+        cmp("logits", None, with_grad(ref))
+        assert "not done yet" in capsys.readouterr().out  # still says what is missing
+    finally:
+        cmp_module.hints(True)
+    cmp("logits", ref * 32, with_grad(ref))
+    assert "-> dlogits is 32 times the right answer" in capsys.readouterr().out

@@ -141,15 +141,15 @@ def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
     status = output_of(run(nb, "notebooks"), "s1-localise").splitlines()
     assert len(status) == 12 and all(re.fullmatch(r"\w+ +(ok|X)", line) for line in status), status
     assert "Write your hypothesis" in output_of(nb, "s1-reveal") and "->" not in output_of(nb, "s1-reveal")
-    tries = {  # a hypothesis: what explain() says first; whether cmp's report follows
-        "the network [sign]: a sign": ("names none of the six layers", False),     # names no layer
-        "I think embedding is fine, batchnorm drops a term": ("names embedding and batchnorm", False),  # two
-        "batchnorm [term], not tanh: a term is missing": ("comes from a layer above batchnorm", True),  # first
-        "Cross-entropy layer": ("Add the cause too", False),                        # a layer, no cause
-        "cross_entropy layer: a flipped sign": ("Add the kind of mistake", False),  # no [kind]
-        "linear layer 2 [tensor]: a transposed W2": ("comes from a layer above linear2", True),  # downstream
-        "the loss layer [factor]: a wrong size": ("The kind: not [factor]", True),  # the right layer, wrong kind
-        "the loss layer [sign]: a flipped sign": ("The kind: right, a flipped sign", True),
+    tries = {  # a hypothesis: what explain() says first; whether it is judged; whether cmp's report follows
+        "the network [sign]: a sign": ("names none of the six layers", False, False),     # names no layer
+        "I think embedding is fine, batchnorm drops a term": ("names embedding and batchnorm", False, False),
+        "Cross-entropy layer": ("Add the cause too", False, False),                        # a layer, no cause
+        "cross_entropy layer: a flipped sign": ("Add the kind of mistake", False, False),  # no [kind]
+        "batchnorm [term], not tanh: a term is missing": ("comes from a layer above batchnorm", True, False),
+        "the loss layer [factor]: a wrong size": ("The kind: not [factor]", True, False),  # try 2: still hidden
+        "linear layer 2 [tensor]: a transposed W2": ("comes from a layer above linear2", True, True),  # try 3
+        "the loss layer [sign]: a flipped sign": ("The kind: right, a flipped sign", True, True),
     }
     for cell in nb.cells:
         if cell.get("id") == "s1-hypothesis":
@@ -158,9 +158,10 @@ def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
             cell.source = "\n".join(f"print('---')\nexplain({h!r}, checked_1)" for h in tries)
     revealed = output_of(run(nb, "notebooks"), "s1-reveal").split("---\n")[1:]
     assert len(revealed) == len(tries)
-    for output, (hypothesis, (first, report)) in zip(revealed, tries.items()):
+    for output, (hypothesis, (first, judged, report)) in zip(revealed, tries.items()):
         assert first in output and ("-> dlogits is -1 times the right answer" in output) == report, (hypothesis, output)
-        assert (f"Your hypothesis: {hypothesis}" in output) == report, (hypothesis, output)
+        assert (f"Your hypothesis: {hypothesis}" in output) == judged, (hypothesis, output)
+        assert ("stay hidden until the layer and the kind are right" in output) == (judged and not report), output
 
 
 def test_exercise_4_check_catches_a_wrong_chain_in_backward():

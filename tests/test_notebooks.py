@@ -150,6 +150,8 @@ def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
         "the loss layer [factor]: a wrong size": ("The kind: not [factor]", True, False),  # try 2: still hidden
         "linear layer 2 [tensor]: a transposed W2": ("comes from a layer above linear2", True, True),  # try 3
         "the loss layer [sign]: a flipped sign": ("The kind: right, a flipped sign", True, True),
+        "cross_entropy [sign]: probs[i] flipped": ("The kind: right, a flipped sign", True, True),  # other [ ]
+        "cross_entropy [sign] or [factor]": ("names 2 kinds: pick one", False, False),
     }
     for cell in nb.cells:
         if cell.get("id") == "s1-hypothesis":

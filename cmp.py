@@ -538,10 +538,8 @@ def _your_step_through_a_cut(name, d, t, ref, namespace):
         return YourStep(", ".join(wrong), True, through=names)
     dname, tname = _names(name, None, namespace)
     case = _value_case(name, d, your_sum, t, _differences(d, your_sum)[1], dname, tname, namespace)
-    consumers = tuple((other, u, _answers[other].to(torch.float64)) for other, u, *_ in parts)
-    steps = tuple(step for key, v, grad in consumers for step in [_local_step(key, v, grad, t)] if step)
-    rule, hint = _diagnose("value", replace(case, consumers=consumers, steps=steps, bn_gain=None,
-                                            paths={key: _count_paths(v, t) for key, v, _ in consumers}))
+    consumers = [(other, u, _answers[other].to(torch.float64)) for other, u, *_ in parts]
+    rule, hint = _diagnose("value", _with_your_consumers(case, consumers, t))
     return YourStep(", ".join(wrong), False, rule, hint, through=names)
 
 
@@ -631,7 +629,11 @@ def _case_below_your_gradient(name, d, t, expected, upstream, your_du, namespace
     consumers.sort(key=lambda c: _steps_back(c[1], t))
     maxdiff, relerr = _differences(d, expected)
     dname, tname = _names(name, None, namespace)
-    case = _value_case(name, d, expected, t, relerr, dname, tname, namespace)
+    return _with_your_consumers(_value_case(name, d, expected, t, relerr, dname, tname, namespace), consumers, t)
+
+
+def _with_your_consumers(case, consumers, t):
+    """The ValueCase with your gradients of the tensors computed from t as its consumers (and their steps)."""
     steps = tuple(step for key, v, grad in consumers for step in [_local_step(key, v, grad, t)] if step)
     return replace(case, consumers=tuple(consumers), steps=steps, bn_gain=None,
                    paths={key: _count_paths(v, t) for key, v, _ in consumers})
@@ -1507,11 +1509,14 @@ def _rule_label_term_missing(c):
 
 
 def _labels(c):
-    """(name, labels) of an integer tensor in your notebook with one label per row of your gradient (Yb)."""
+    """(name, labels, where they are) of an integer tensor in your notebook with one label per row of your
+    gradient (Yb): `where` is true at each row's label entry."""
     for name, index in c.index_tensors:
         if (c.d.dim() == 2 and index.dim() == 1 and len(index) == c.d.shape[0] and len(index) > 1
                 and index.min() >= 0 and index.max() < c.d.shape[1]):
-            return name, index
+            at_label = torch.zeros_like(c.d, dtype=torch.bool)
+            at_label[torch.arange(len(index)), index] = True
+            return name, index, at_label
     return None
 
 
@@ -1520,9 +1525,7 @@ def _rule_whole_label_columns(c):
     found = _labels(c)
     if not found:
         return None
-    name, labels = found
-    at_label = torch.zeros_like(c.d, dtype=torch.bool)
-    at_label[torch.arange(len(labels)), labels] = True
+    name, labels, at_label = found
     label_columns = torch.zeros_like(at_label)
     label_columns[:, labels] = True
     wrong = c.error.abs() > FIT * max(_max_abs(c.ref), _TINY)
@@ -1541,9 +1544,7 @@ def _rule_label_and_rest_offsets(c):
     found = _labels(c)
     if not found:
         return None
-    name, labels = found
-    at_label = torch.zeros_like(c.d, dtype=torch.bool)
-    at_label[torch.arange(len(labels)), labels] = True
+    name, _, at_label = found
     on, off = c.error[at_label], c.error[~at_label]
     scale = max(_max_abs(c.ref), _TINY)
     for part in (on, off):  # each one amount, up to rounding: the spread is tiny next to the gradient and the amount

@@ -67,10 +67,13 @@ def _scramble(ref, kind, share, size, seed):
     return noise, True  # random values of the right size
 
 
+# how _scramble spoils a gradient: every kind, on a share of the entries, by a size, from a seed
+SCRAMBLES = dict(kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
+                 share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]), seed=st.integers(0, 2**31))
+
+
 @SETTINGS
-@given(index=st.integers(0, len(GRAD_NAMES) - 1),
-       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
-       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]), seed=st.integers(0, 2**31))
+@given(index=st.integers(0, len(GRAD_NAMES) - 1), **SCRAMBLES)
 def test_a_random_scramble_gets_no_explanation(net, grads, index, kind, share, size, seed):
     name = GRAD_NAMES[index]
     dt, changed = _scramble(grads[name], kind, share, size, seed)
@@ -94,9 +97,7 @@ def test_exercise_3_right_answer_in_an_odd_form_is_accepted_without_advice(net, 
 
 
 @SETTINGS
-@given(tensor=st.sampled_from(EXERCISE_3_TENSORS),
-       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
-       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]), seed=st.integers(0, 2**31))
+@given(tensor=st.sampled_from(EXERCISE_3_TENSORS), **SCRAMBLES)
 def test_exercise_3_random_scramble_gets_no_explanation(net, grads, tensor, kind, share, size, seed):
     """Exercise 3's flow: bnvar_inv unchecked (a power step read through bnraw), LayerNorm's x_ln."""
     cmp_module.reset()
@@ -176,9 +177,7 @@ def test_the_right_step_from_a_wrong_gradient_in_an_odd_form_is_said_right(net, 
 
 
 @SETTINGS
-@given(index=st.integers(1, len(GRAD_NAMES) - 1),
-       kind=st.sampled_from(["noise on some entries", "a random factor per entry", "random values"]),
-       share=st.floats(0.05, 1.0), size=st.sampled_from([1e-2, 1e-1, 1.0]), seed=st.integers(0, 2**31))
+@given(index=st.integers(1, len(GRAD_NAMES) - 1), **SCRAMBLES)
 def test_a_random_scramble_below_a_wrong_gradient_gets_no_explanation(net, grads, index, kind, share, size, seed):
     name = GRAD_NAMES[index]
     dt, changed = _scramble(grads[name] * 2, kind, share, size, seed)

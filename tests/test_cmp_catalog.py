@@ -66,6 +66,12 @@ def _dlogprobs_without(scale):
     return mistake
 
 
+def _dlogits_shifted_counts_over_dim_0(v, g):
+    logits = v.logits.detach()
+    counts = (logits - logits.max(1, keepdim=True).values).exp()  # shifted by each row's max, as in lab 05
+    return (counts / counts.sum(0, keepdim=True) - F.one_hot(v.Yb, 27)) / v.n  # sum(1, ...) is right
+
+
 def _dhprebn_fused(v, g, with_1_over_n=True, bessel=True, variance_sign=1):
     dhpreact = g["dhpreact"]
     n = v.n
@@ -121,9 +127,10 @@ MISTAKES = [
      ["dlogprobs", "chain rule"]),
     ("dprobs times 1.01", "probs", lambda v, g: g["dprobs"] * 1.01, "constant_factor", ["101/100 times"]),
     ("dcounts_sum_inv missing the sum", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).detach(),
-     "sum_broadcast_dims", ["(32, 27)", "(32, 1)", ".sum(1, keepdim=True)"]),
+     "sum_broadcast_dims", ["(32, 27)", "(32, 1)", "sum over dim 1, keeping it as a size-1 dim"]),
     ("dcounts_sum_inv missing keepdim", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).sum(1).detach(),
-     "keepdim", ["right values", "(32,)", ".sum(1, keepdim=True)"]),
+     "keepdim", ["right values", "(32,)", "the size-1 dim 1 is missing", "the sum dropped the dim that "
+                                     "broadcasting needs"]),
     ("dcounts_sum power rule sign", "counts_sum", lambda v, g: (v.counts_sum**-2 * g["dcounts_sum_inv"]).detach(),
      "constant_factor", ["-1 times"]),
     ("dcounts missing the sum branch", "counts", _dcounts("first only"), "branch_off", ["`counts_sum`", "missing"]),
@@ -133,13 +140,17 @@ MISTAKES = [
      ["one entry per row", "1/32 too high", "label"]),
     ("dlogits fused with softmax over dim 0", "logits",
      lambda v, g: ((F.softmax(v.logits, 0) - F.one_hot(v.Yb, 27)) / v.n).detach(), "softmax_over_the_wrong_dim",
-     ["yours takes the probabilities along dim 0, the right answer along dim 1"]),
+     ["normalised along the wrong dim", "each of the columns sums to 1 (normalised along dim 0)",
+      "each of the rows does (dim 1)"]),
+    # lab 05, section 2: the fix written with the sum over the batch, after the max-shift by row
+    ("dlogits with max-shifted counts normalised over dim 0", "logits", _dlogits_shifted_counts_over_dim_0,
+     "softmax_over_the_wrong_dim", ["normalised along the wrong dim", "each of the columns sums to 1"]),
     ("dlogits fused without 1/n", "logits", _dlogits_fused_without_mean, "constant_factor", ["32 times", "1/32"]),
     ("dh transposed answer", "h", lambda v, g: (v.W2 @ g["dlogits"].T).detach(), "transposed_shape", ["(64, 32)"]),
     ("dW2 with operands swapped", "W2", lambda v, g: (g["dlogits"].T @ v.h).detach(), "transposed_shape",
      ["(27, 64)"]),
     ("db2 summed over dim 1", "b2", lambda v, g: g["dlogits"].sum(1), "shape", ["(32,)", "(27,)"]),
-    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "sum_broadcast_dims", [".sum(0)"]),
+    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "sum_broadcast_dims", ["sum over dim 0, dropping it"]),
     ("db2 summed with keepdim", "b2", lambda v, g: g["dlogits"].sum(0, keepdim=True), "keepdim", ["right values"]),
     ("dhpreact wrong sign", "hpreact", lambda v, g: ((v.h**2 - 1.0) * g["dh"]).detach(), "constant_factor",
      ["-1 times"]),
@@ -152,12 +163,13 @@ MISTAKES = [
     ("dhpreact adds dh instead of multiplying", "hpreact", lambda v, g: ((1.0 - v.h**2) + g["dh"]).detach(),
      "added_instead_of_multiplied", ["PLUS", "dh", "multiplies"]),
     ("dbngain without sum", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).detach(), "sum_broadcast_dims",
-     [".sum(0, keepdim=True)"]),
+     ["sum over dim 0, keeping it as a size-1 dim"]),
     ("dbngain without keepdim", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).sum(0).detach(), "keepdim",
      ["(64,)", "(1, 64)"]),
-    ("dbnbias without sum", "bnbias", lambda v, g: g["dhpreact"], "sum_broadcast_dims", [".sum(0, keepdim=True)"]),
+    ("dbnbias without sum", "bnbias", lambda v, g: g["dhpreact"], "sum_broadcast_dims",
+     ["sum over dim 0, keeping it as a size-1 dim"]),
     ("dbnvar_inv missing the sum", "bnvar_inv", lambda v, g: (v.bndiff * g["dbnraw"]).detach(), "sum_broadcast_dims",
-     [".sum(0, keepdim=True)"]),
+     ["sum over dim 0, keeping it as a size-1 dim"]),
     ("dbnvar missing the -0.5", "bnvar", lambda v, g: ((v.bnvar + 1e-5)**-1.5 * g["dbnvar_inv"]).detach(),
      "constant_factor", ["-2 times", "power rule"]),
     ("dbnvar without the 1e-5", "bnvar", lambda v, g: (-0.5 * v.bnvar**-1.5 * g["dbnvar_inv"]).detach(),
@@ -187,9 +199,9 @@ MISTAKES = [
      ["(64, 30)"]),
     ("dembcat transposed answer", "embcat", lambda v, g: (v.W1 @ g["dhprebn"].T).detach(), "transposed_shape", []),
     ("db1 summed over dim 1", "b1", lambda v, g: g["dhprebn"].sum(1), "shape", ["(32,)", "(64,)"]),
-    ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", ".view(32, 3, 10)"]),
+    ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", "give them emb's shape, keeping their order"]),
     ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "reshaped",
-     [".view(32, 3, 10)"]),
+     ["(32, 3, 10)", "keeping their order"]),
     ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten",
      ["right in 9 of the 21 rows that get a gradient", "each wrong row holds just one of its contributions",
       "`dC[Xb] += demb` or `dC[i] = ...`", "adds rows at given indices"]),

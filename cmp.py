@@ -1655,14 +1655,9 @@ def _rule_variance_term(c):
                 "your derivation")
     size = None if share is None else 1 - share  # the variance part's size, relative to the right one
     if size is not None and abs(size - n / (n - 1)) < SHARE_FIT * size:
-        return (f"{start} is {n}/{n - 1} of its right size: a factor n/(n-1) too many (n = {n}). Does this forward "
-                "pass divide the variance by n? Then the coefficient n/(n-1) of the last term does not belong; "
-                "or has the factor gone in twice?")
-    for ratio, words in (((n - 1) / n, f"√({n - 1}/{n})"), (n / (n - 1), f"√({n}/{n - 1})")):
-        if size is not None and abs(size - ratio ** 0.5) < SHARE_FIT * size:
-            return (f"{start} is {words} of its right size, as when x̂, or a sum of it such as the gain's "
-                    f"gradient, comes from a variance divided by n-1 = {n - 1} where this one divides by n = {n}, "
-                    "or the other way round (e.g. reused from another layer)")
+        return (f"{start} is {n}/{n - 1} of its right size: a factor n/(n-1) too many (n = {n}). The forward pass "
+                f"divides the variance by n-1 = {n - 1} (Bessel's correction), and that factor goes into this part "
+                "once: has it gone in twice?")
     if share is not None and abs(share - 1) < SHARE_FIT:
         return f"{start} is missing"
     if share is not None and abs(share - 2) < SHARE_FIT:
@@ -1871,6 +1866,73 @@ def _variance_part_share(c, coefficient, xhat, s):
     if not _is_constant(share, within=SHARE_FIT):
         return None  # the share differs from column to column
     return share.mean().item()
+
+
+def _batchnorm_terms(c):
+    """(D, M, V): the three terms of t's gradient when t is normalised column by column (BatchNorm) and a checked
+    tensor u = a * x̂ + b (a and b per column, like hpreact) carries all of it: D = a/std * du, the direct term;
+    M = -mean(D) per column, the term through the batch mean; V = -x̂ * sum(D * x̂) / (n - correction), the term
+    through the batch variance. Their sum is the right answer (else None)."""
+    if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or c.d.shape[0] < 3:
+        return None
+    n, centred = c.d.shape[0], c.x - c.x.mean(0, keepdim=True)
+    for name, u, grad in c.consumers:
+        if grad.shape != c.x.shape:
+            continue
+        values = u.detach().to(torch.float64)
+        slope = ((values - values.mean(0, keepdim=True)) * centred).sum(0, keepdim=True) / (
+            (centred * centred).sum(0, keepdim=True).clamp(min=_TINY))  # a/std: u - mean(u) = slope * (t - mean(t))
+        if not _fits(slope * centred + values.mean(0, keepdim=True), values, within=LOOSE_FIT):
+            continue
+        direct = slope * grad
+        mean_term = -direct.mean(0, keepdim=True).expand_as(direct)
+        for correction in (1, 0):
+            xhat, _ = _standardised(c.x, 0, correction)
+            variance_term = -xhat * (direct * xhat).sum(0, keepdim=True) / (n - correction)
+            if _max_abs(variance_term) > FIT * _max_abs(c.ref) and _fits(direct + mean_term + variance_term, c.ref):
+                return direct, mean_term, variance_term
+    return None
+
+
+def _rule_term_sizes(c):
+    """Fused BatchNorm: your answer is the sum of the three terms, each times a constant, and they are not all 1 (nor
+    all the same: constant_factor's; nor only the variance term off: variance_term's; nor only the mean term left
+    out: broadcast_error's, whose id notebook 05 maps to a missing term)."""
+    terms = _batchnorm_terms(c)
+    if terms is None:
+        return None
+    basis = torch.stack([term.flatten() for term in terms], 1)
+    sizes = torch.linalg.lstsq(basis, c.d.flatten().unsqueeze(1)).solution.flatten().tolist()
+    if not _explains(sum(k * term for k, term in zip(sizes, terms)), c.d, c.ref):
+        return None
+    off = [abs(k - 1) > LOOSE_FIT for k in sizes]
+    same = max(sizes) - min(sizes) <= LOOSE_FIT * max(abs(k) for k in sizes)
+    if not any(off) or same or off == [False, False, True] or (off == [False, True, False] and abs(sizes[1]) < LOOSE_FIT):
+        return None
+    n = c.d.shape[0]
+    names = ("the direct term (the gradient arriving at x̂ times 1/std, entry by entry)",
+             "the term through the batch mean (one value per column, the same in every row)",
+             "the term through the batch variance (a multiple of x̂ in each column)")
+    said = [f"{names[i]} {_term_size(sizes[i], n)}" for i in range(3) if off[i]]
+    right = [names[i].split(" (")[0] for i in range(3) if not off[i]]
+    return (f"{c.dname} has the three terms of the fused BatchNorm gradient, not all of the right size: "
+            + "; and ".join(said)
+            + (f"; {_listing(right).replace('`', '')} {'is' if len(right) == 1 else 'are'} right" if right else ""))
+
+
+def _term_size(k, n):
+    """How one term of a formula compares with its right size k = 32/31, in words."""
+    if abs(k) < LOOSE_FIT:
+        return "is missing"
+    if abs(k + 1) < LOOSE_FIT:
+        return "has the wrong sign"
+    for ratio, words in ((n / (n - 1), f"as if divided by n-1 = {n - 1} where it divides by n = {n}"),
+                         ((n - 1) / n, f"as if divided by n = {n} where it divides by n-1 = {n - 1}")):
+        if abs(k - ratio) < LOOSE_FIT * ratio:
+            return f"is there, but {Fraction(ratio).limit_denominator(MAX_DENOMINATOR)} of its right size: {words}"
+    fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
+    size = str(fraction) if abs(float(fraction) - k) < LOOSE_FIT * abs(k) else f"about {k:.3g}"
+    return f"is there, but {size} times its right size"
 
 
 def _rule_branch_off(c):
@@ -2504,6 +2566,11 @@ RULES = [
          "contributions (the indices and gradients found in your notebook)",
          "repeated indices kept one write",
          "after the exact rules: rows too small can have other causes", check=_rule_rows_overwritten),
+    Rule("term_sizes", "value", "fused BatchNorm: your gradient is its three terms (direct, through the mean, "
+         "through the variance, built from a checked tensor a * x̂ + b) each times a constant, not all 1",
+         "which terms have which size (32/31: n-1 where it divides by n)",
+         "a precise formula for BatchNorm; after the rules that read a missing branch from checked neighbours, "
+         "before broadcast_error, which says only where", check=_rule_term_sizes, local=True),
     Rule("broadcast_error", "value", "the error is the same along a dim",
          "a broadcast contribution is missing or wrong",
          "a pattern, not a formula: after them", check=_rule_broadcast_error),

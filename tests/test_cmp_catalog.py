@@ -160,6 +160,8 @@ MISTAKES = [
      lambda v, g: ((1.0 - torch.tanh(v.h)**2) * g["dh"]).detach(), "tanh_from_its_input", ["tanh applied twice"]),
     ("dbnraw without bngain", "bnraw", lambda v, g: g["dhpreact"].clone(), "factor_per_slice",
      ["same along dim 0", "per-column"]),
+    ("dhpreact as (1 - h)**2 * dh", "hpreact", lambda v, g: ((1.0 - v.h)**2 * g["dh"]).detach(),
+     "tanh_from_its_input", ["(1 - y)**2", "the local derivative of tanh is evaluated wrong", "1 - y**2"]),
     ("dhpreact adds dh instead of multiplying", "hpreact", lambda v, g: ((1.0 - v.h**2) + g["dh"]).detach(),
      "added_instead_of_multiplied", ["PLUS", "dh", "multiplies"]),
     ("dbngain without sum", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).detach(), "sum_broadcast_dims",
@@ -808,8 +810,32 @@ def _case_row_sums_along_columns(net, grads):
     return cmp("logits", (probs - F.one_hot(Yb, 6)) / 6, logits)
 
 
+def _lab_05_dhprebn(formula):
+    """Lab 05, sections 5 and 6: dhprebn by a fused formula, checked after logits, h and hpreact only (the lab
+    checks the parameters after the activations), with autograd's dbngain and dbnbias among the variables."""
+    def run(net, grads):
+        with contextlib.redirect_stdout(io.StringIO()):
+            for name in ("logits", "h", "hpreact"):
+                cmp(name, grads["d" + name], getattr(net, name))
+        notebook = {**vars(net), **{key: grads[key] for key in ("dhpreact", "dbngain", "dbnbias")}}
+        notebook.update(cmp=cmp, answer=eval(formula, {"torch": torch}, notebook))
+        exec("result = cmp('hprebn', answer, hprebn, strict=False)", notebook)
+        return notebook["result"]
+    return run
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
+    ("lab 05 section 5: the mean term over n-1", "term_sizes",
+     ["the term through the batch mean", "is there, but 32/31 of its right size",
+      "as if divided by n-1 = 31 where it divides by n = 32",
+      "the direct term and the term through the batch variance are right"],
+     _lab_05_dhprebn("bngain * bnvar_inv * (dhpreact - dbnbias / (n - 1) - bnraw * dbngain / (n - 1))")),
+    ("lab 05 section 6: the bracket written for n-1", "term_sizes",
+     ["the term through the batch mean", "32/31 of its right size"],
+     _lab_05_dhprebn("bngain * bnvar_inv / (n - 1) * ((n - 1) * dhpreact - dbnbias - bnraw * dbngain)")),
+    ("lab 05 section 5: the teammate's mean term left out", "broadcast_error", ["the same along dim 0"],
+     _lab_05_dhprebn("bngain * bnvar_inv * (dhpreact - bnraw * dbngain / (n - 1))")),
     ("lab 05 section 9: dx = (dh - dh * h * h) @ W", "square_transpose",
      ["dx is some matrix A times `Ws[1]` (A @ Ws[1]), and the right answer is A times `Ws[1]` transposed",
       "`Ws[1]` is square"],
@@ -1089,6 +1115,18 @@ EXERCISE_3_MISTAKES = [
      "bngain * s_ln / n_hidden * (n_hidden * dhpreact - dhpreact.sum(1, keepdim=True)"
      " - n_hidden / (n_hidden - 1) * xhat_ln * (dhpreact * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
      ["the gain taken out of the sums", "changes along dim 1", "dxhat_ln"]),
+    # lab 05: section 5's form (the variance part over n-1) with section 6's coefficient n/(n-1) as well
+    ("dhprebn with Bessel's factor twice", "hprebn",
+     "bngain * bnvar_inv * (dhpreact - dbnbias / n - n / (n - 1) * bnraw * dbngain / (n - 1))", "variance_term",
+     ["32/31 of its right size", "divides the variance by n-1 = 31", "gone in twice"]),
+    ("dhprebn with n/(n-1) on the mean term", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - n / (n - 1) * dbnbias - bnraw * dbngain)", "term_sizes",
+     ["the term through the batch mean (one value per column, the same in every row) is there, but 32/31",
+      "the term through the batch variance (a multiple of x̂ in each column) is there, but 31/32",
+      "the direct term is right"]),
+    ("dhprebn with the whole prefactor over n-1", "hprebn",
+     "bngain * bnvar_inv / (n - 1) * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)", "constant_factor",
+     ["32/31 times the right answer", "n-1 = 31"]),
     ("dx_bn with n/(n-1) kept", "x_bn",
      "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
      " - n / (n - 1) * xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", "variance_term",

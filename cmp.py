@@ -11,7 +11,7 @@ exact        every number is bit-identical (and the shape and dtype are those of
 approximate  torch.allclose(dt, t.grad) with its default tolerances (cmp's atol= can widen the
              absolute one), and the same shape and dtype; also True for an all-zero answer where the
              right gradient is zero up to float rounding
-maxdiff      the largest absolute difference (nan when the shapes can't be compared)
+maxdiff      the largest absolute difference ("-" when the shapes can't be lined up, or nothing was compared)
 
 When there is something to say, lines starting with "  -> " follow: what looks
 wrong and how to fix it (a sum over the wrong dim, a missing 1/n, a transposed
@@ -653,13 +653,19 @@ def hints(show=True):
 def _report(result):
     """The main line in the lecture's layout, then one '  -> ' line per hint sentence (in ninja mode, none)."""
     if result.kind == "numerical":
-        lines = [f"{result.name:15s} | rel err: {result.relerr:.1e} | {result.status}"]
+        lines = [f"{result.name:15s} | rel err: {_measured(result.relerr)} | {result.status}"]
     else:
         lines = [f"{result.name:15s} | exact: {str(result.exact):5s} | "
-                 f"approximate: {str(result.approx):5s} | maxdiff: {result.maxdiff:.1e}"]
+                 f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
     if result.hint and (_hints_shown or result.status == Status.NOT_DONE):
         lines += ["  -> " + line for line in result.hint.split("\n")]
     return "\n".join(lines)
+
+
+def _measured(x):
+    """A difference as the lecture prints it (1.2e-03), or "-" when there is none to measure (the shapes cannot
+    be lined up, or nothing was compared): the hint says why."""
+    return "-" if math.isnan(x) else f"{x:.1e}"
 
 
 def _is_strict(strict):
@@ -916,9 +922,11 @@ def _shape_keepdim(c):
         return None
     values = "right values, wrong shape: " if c.right_values else ""
     if len(got) < len(want):
-        return (f"{values}{c.start}: a size-1 dim is missing; if it came from a sum, sum with keepdim=True "
-                f"({_keepdim_code(got, want)})")
-    return f"{values}{c.start}: drop the size-1 dim (sum without keepdim=True, or {_view_code(want)})"
+        return f"{values}{c.start}: {_missing_size_1_dim(got, want)}"
+    extra = [i for i, size in enumerate(got) if size == 1 and got[:i] + got[i + 1:] == want]
+    where = f" (dim {extra[0]})" if extra else ""
+    return (f"{values}{c.start}: it has a size-1 dim{where} that {c.tname} does not have; if it came from a sum, "
+            "that sum kept a dim that should go")
 
 
 def _shape_size_1_dim_moved(c):
@@ -937,7 +945,8 @@ def _shape_transposed(c):
 
 def _shape_reshaped(c):
     if c.right_values:
-        return f"the numbers are right but in the wrong shape: {c.start}; use {_view_code(tuple(c.ref.shape))}"
+        return (f"the numbers are right but in the wrong shape: {c.start}; give them {c.tname}'s shape, "
+                "keeping their order (a view, not a transpose)")
     return None
 
 
@@ -946,7 +955,7 @@ def _shape_sum_broadcast_dims(c):
     if dims is None:
         return None
     lead, keep = dims
-    how = _sum_code(lead, keep)
+    how = _sum_words(lead, keep)
     if _close(_sum_to(c.d, lead, keep), c.ref):
         return (f"{c.start}: {c.tname} was broadcast in the forward pass, so its gradient is summed over the "
                 f"broadcast dims: {how}")
@@ -980,17 +989,13 @@ def _shape_other(c):
 
 
 
-def _keepdim_code(got, want):
-    """e.g. '.sum(1, keepdim=True)' when want is got with a size-1 dim inserted at 1."""
+def _missing_size_1_dim(got, want):
+    """What a shape without want's size-1 dim means, in words (no code: the fix is the answer line)."""
     for i, size in enumerate(want):
         if size == 1 and want[:i] + want[i + 1:] == got:
-            return f"e.g. .sum({i}, keepdim=True); otherwise add it back with {_view_code(want)}"
-    return f"otherwise use {_view_code(want)}"
-
-
-def _view_code(shape):
-    """'.view(32, 3, 10)' for shape (32, 3, 10); a 0-d shape needs .reshape(())."""
-    return f".view({', '.join(map(str, shape))})" if shape else ".reshape(())"
+            return (f"the size-1 dim {i} is missing; if it came from a sum over dim {i}, the "
+                    "sum dropped the dim that broadcasting needs: keep it (as size 1); otherwise put it back")
+    return "a size-1 dim is missing; if it came from a sum, keep the summed dim"
 
 
 _TRANSPOSE_FIX = ("check which operand you transposed and in which order you multiplied: "
@@ -1026,20 +1031,18 @@ def _sum_to(d, lead, keep):
     return d
 
 
-def _sum_code(lead, keep):
-    """Words and code for summing over dims, e.g. 'sum over dim 0 with keepdim=True: .sum(0, keepdim=True)'."""
+def _sum_words(lead, keep):
+    """Which dims to sum, in words (no code: the sum is the whole answer line), e.g. 'sum over dim 0, dropping
+    it; then over dim 1 of what is left, keeping it as a size-1 dim'."""
     parts = []
     if lead:
-        dims = ", ".join(map(str, lead))
-        which = f"dim {dims}" if len(lead) == 1 else f"dims {dims}"
-        code = f".sum({dims})" if len(lead) == 1 else f".sum(({dims}))"
-        parts.append(f"sum over {which}: {code}")
+        which = f"dim {lead[0]}" if len(lead) == 1 else f"dims {', '.join(map(str, lead))}"
+        parts.append(f"over {which}, dropping {'it' if len(lead) == 1 else 'them'}")
     if keep:
-        dims = ", ".join(map(str, keep))
-        which = f"dim {dims}" if len(keep) == 1 else f"dims {dims}"
-        code = f".sum({dims}, keepdim=True)" if len(keep) == 1 else f".sum(({dims}), keepdim=True)"
-        parts.append(f"sum over {which} with keepdim=True: {code}")
-    return ", then ".join(parts)
+        which = f"dim {keep[0]}" if len(keep) == 1 else f"dims {', '.join(map(str, keep))}"
+        left = " of what is left" if lead else ""
+        parts.append(f"over {which}{left}, keeping {'it as a size-1 dim' if len(keep) == 1 else 'them as size-1 dims'}")
+    return "sum " + "; then ".join(parts)
 
 
 def _dtype_hint(d, ref, right_values, dname, tname):
@@ -1452,8 +1455,12 @@ def _rule_tanh_from_its_input(c):
         return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
                 "1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
     if _explains(c.ref * (1 - torch.tanh(torch.tanh(c.x)) ** 2) / right_local, c.d, c.ref):
-        return (f"{c.dname} matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice: the output "
-                "y = tanh(x) is already there, and the derivative is 1 - y**2")
+        return (f"{c.dname} matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice: the local "
+                "derivative of tanh is evaluated wrong; the output y = tanh(x) is already there, and the "
+                "derivative is 1 - y**2, entry by entry")
+    if _explains(c.ref * (1 - torch.tanh(c.x)) ** 2 / right_local, c.d, c.ref):
+        return (f"{c.dname} matches (1 - y)**2 with y = tanh({c.tname}): the local derivative of tanh is evaluated "
+                "wrong; it is 1 - y**2, entry by entry: only the output y is squared, not 1 - y")
     return None
 
 
@@ -1564,17 +1571,31 @@ def _rule_label_and_rest_offsets(c):
 
 
 def _rule_softmax_over_the_wrong_dim(c):
-    """A softmax of t taken over dim 0 where the right one is over dim 1 (or the other way round)."""
-    if c.x is None or c.d.dim() != 2 or c.x.shape != c.d.shape:
+    """Probabilities normalised along the other dim: yours, read off the data, are exp(t) times a factor per row
+    and one per column (any shift, such as each row's max) and sum to 1 along dim 0 where the right ones sum to
+    1 along dim 1 (or the other way round)."""
+    if c.x is None or c.d.dim() != 2 or c.x.shape != c.d.shape or min(c.d.shape) < 2:
         return None
-    swap = torch.softmax(c.x, 0) - torch.softmax(c.x, 1)
-    for scale in (1 / c.d.shape[0], 1.0):
-        for sign in (1, -1):
-            if _explains(c.ref + sign * scale * swap, c.d, c.ref):
-                right_dim = 1 if sign == 1 else 0
-                return (f"{c.dname} is the right answer with the softmax of {c.tname} taken over the other dim: "
-                        f"yours takes the probabilities along dim {1 - right_dim}, the right answer along "
-                        f"dim {right_dim}")
+    for right_dim in (1, 0):
+        right = torch.softmax(c.x, right_dim)
+        for scale in (1 / c.d.shape[0], 1.0):
+            for sign in (1, -1):  # your probabilities, if the rest of your formula is the right one
+                yours = right + sign * c.error / scale
+                if (yours < -FIT).any() or not _fits(yours.sum(1 - right_dim), torch.ones_like(yours.sum(1 - right_dim))):
+                    continue
+                # exp(t) times a factor per row and one per column: log(yours) - t is a row part plus a column part,
+                # measured where the probabilities are not lost in rounding (below FIT they hardly count)
+                weight = (yours > FIT).to(yours.dtype)
+                log_ratio = yours.clamp(min=FIT).log() - c.x
+                rows = (weight * log_ratio).sum(1, keepdim=True) / weight.sum(1, keepdim=True).clamp(min=1)
+                columns = (weight * (log_ratio - rows)).sum(0, keepdim=True) / weight.sum(0, keepdim=True).clamp(min=1)
+                if not _fits((c.x + rows + columns).exp(), yours, within=LOOSE_FIT):
+                    continue
+                along, across = ("rows", "columns") if right_dim == 1 else ("columns", "rows")
+                return (f"{c.dname} is the right answer with the probabilities normalised along the wrong dim: in "
+                        f"yours each of the {across} sums to 1 (normalised along dim {1 - right_dim}), in the right "
+                        f"answer each of the {along} does (dim {right_dim}); the sum that normalises the softmax of "
+                        f"{c.tname} runs over the other dim")
     return None
 
 
@@ -1634,14 +1655,9 @@ def _rule_variance_term(c):
                 "your derivation")
     size = None if share is None else 1 - share  # the variance part's size, relative to the right one
     if size is not None and abs(size - n / (n - 1)) < SHARE_FIT * size:
-        return (f"{start} is {n}/{n - 1} of its right size: a factor n/(n-1) too many (n = {n}). Does this forward "
-                "pass divide the variance by n? Then the coefficient n/(n-1) of the last term does not belong; "
-                "or has the factor gone in twice?")
-    for ratio, words in (((n - 1) / n, f"√({n - 1}/{n})"), (n / (n - 1), f"√({n}/{n - 1})")):
-        if size is not None and abs(size - ratio ** 0.5) < SHARE_FIT * size:
-            return (f"{start} is {words} of its right size, as when x̂, or a sum of it such as the gain's "
-                    f"gradient, comes from a variance divided by n-1 = {n - 1} where this one divides by n = {n}, "
-                    "or the other way round (e.g. reused from another layer)")
+        return (f"{start} is {n}/{n - 1} of its right size: a factor n/(n-1) too many (n = {n}). The forward pass "
+                f"divides the variance by n-1 = {n - 1} (Bessel's correction), and that factor goes into this part "
+                "once: has it gone in twice?")
     if share is not None and abs(share - 1) < SHARE_FIT:
         return f"{start} is missing"
     if share is not None and abs(share - 2) < SHARE_FIT:
@@ -1850,6 +1866,73 @@ def _variance_part_share(c, coefficient, xhat, s):
     if not _is_constant(share, within=SHARE_FIT):
         return None  # the share differs from column to column
     return share.mean().item()
+
+
+def _batchnorm_terms(c):
+    """(D, M, V): the three terms of t's gradient when t is normalised column by column (BatchNorm) and a checked
+    tensor u = a * x̂ + b (a and b per column, like hpreact) carries all of it: D = a/std * du, the direct term;
+    M = -mean(D) per column, the term through the batch mean; V = -x̂ * sum(D * x̂) / (n - correction), the term
+    through the batch variance. Their sum is the right answer (else None)."""
+    if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or c.d.shape[0] < 3:
+        return None
+    n, centred = c.d.shape[0], c.x - c.x.mean(0, keepdim=True)
+    for name, u, grad in c.consumers:
+        if grad.shape != c.x.shape:
+            continue
+        values = u.detach().to(torch.float64)
+        slope = ((values - values.mean(0, keepdim=True)) * centred).sum(0, keepdim=True) / (
+            (centred * centred).sum(0, keepdim=True).clamp(min=_TINY))  # a/std: u - mean(u) = slope * (t - mean(t))
+        if not _fits(slope * centred + values.mean(0, keepdim=True), values, within=LOOSE_FIT):
+            continue
+        direct = slope * grad
+        mean_term = -direct.mean(0, keepdim=True).expand_as(direct)
+        for correction in (1, 0):
+            xhat, _ = _standardised(c.x, 0, correction)
+            variance_term = -xhat * (direct * xhat).sum(0, keepdim=True) / (n - correction)
+            if _max_abs(variance_term) > FIT * _max_abs(c.ref) and _fits(direct + mean_term + variance_term, c.ref):
+                return direct, mean_term, variance_term
+    return None
+
+
+def _rule_term_sizes(c):
+    """Fused BatchNorm: your answer is the sum of the three terms, each times a constant, and they are not all 1 (nor
+    all the same: constant_factor's; nor only the variance term off: variance_term's; nor only the mean term left
+    out: broadcast_error's, whose id notebook 05 maps to a missing term)."""
+    terms = _batchnorm_terms(c)
+    if terms is None:
+        return None
+    basis = torch.stack([term.flatten() for term in terms], 1)
+    sizes = torch.linalg.lstsq(basis, c.d.flatten().unsqueeze(1)).solution.flatten().tolist()
+    if not _explains(sum(k * term for k, term in zip(sizes, terms)), c.d, c.ref):
+        return None
+    off = [abs(k - 1) > LOOSE_FIT for k in sizes]
+    same = max(sizes) - min(sizes) <= LOOSE_FIT * max(abs(k) for k in sizes)
+    if not any(off) or same or off == [False, False, True] or (off == [False, True, False] and abs(sizes[1]) < LOOSE_FIT):
+        return None
+    n = c.d.shape[0]
+    names = ("the direct term (the gradient arriving at x̂ times 1/std, entry by entry)",
+             "the term through the batch mean (one value per column, the same in every row)",
+             "the term through the batch variance (a multiple of x̂ in each column)")
+    said = [f"{names[i]} {_term_size(sizes[i], n)}" for i in range(3) if off[i]]
+    right = [names[i].split(" (")[0] for i in range(3) if not off[i]]
+    return (f"{c.dname} has the three terms of the fused BatchNorm gradient, not all of the right size: "
+            + "; and ".join(said)
+            + (f"; {_listing(right).replace('`', '')} {'is' if len(right) == 1 else 'are'} right" if right else ""))
+
+
+def _term_size(k, n):
+    """How one term of a formula compares with its right size k = 32/31, in words."""
+    if abs(k) < LOOSE_FIT:
+        return "is missing"
+    if abs(k + 1) < LOOSE_FIT:
+        return "has the wrong sign"
+    for ratio, words in ((n / (n - 1), f"as if divided by n-1 = {n - 1} where it divides by n = {n}"),
+                         ((n - 1) / n, f"as if divided by n = {n} where it divides by n-1 = {n - 1}")):
+        if abs(k - ratio) < LOOSE_FIT * ratio:
+            return f"is there, but {Fraction(ratio).limit_denominator(MAX_DENOMINATOR)} of its right size: {words}"
+    fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
+    size = str(fraction) if abs(float(fraction) - k) < LOOSE_FIT * abs(k) else f"about {k:.3g}"
+    return f"is there, but {size} times its right size"
 
 
 def _rule_branch_off(c):
@@ -2337,7 +2420,7 @@ RULES = [
     Rule("shape_from_an_earlier_gradient", "shape", "a gradient of a tensor computed from this one has the wrong "
          "shape, and broadcast with this tensor's shape it gives yours", "where the shape went wrong",
          "the cause, before the slips it makes this shape look like", check=_shape_from_an_earlier_gradient),
-    Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "sum with keepdim=True, or drop the dim",
+    Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "which size-1 dim is missing or extra, and that a sum keeps or drops it",
          "the most common shape slip, and the cheapest to test", check=_shape_keepdim),
     Rule("transposed_shape", "shape", "your gradient, transposed, is the right answer",
          "it is the transpose: check the operand order", "a fact about the values, before guesses from shapes",
@@ -2345,7 +2428,7 @@ RULES = [
     Rule("size_1_dim_moved", "shape", "same dims apart from where the size-1 dim is, wrong values",
          "you summed over the wrong dim", "after keepdim, which covers the right values in a wrong shape",
          check=_shape_size_1_dim_moved),
-    Rule("reshaped", "shape", "the same numbers in another shape", "use .view(...)",
+    Rule("reshaped", "shape", "the same numbers in another shape", "give them the tensor's shape, keeping their order",
          "after the more specific shape slips above", check=_shape_reshaped),
     Rule("sum_broadcast_dims", "shape", "the tensor broadcasts to your gradient's shape",
          "sum over the broadcast dims (and whether that would give the right values)",
@@ -2428,7 +2511,8 @@ RULES = [
     Rule("local_derivative_only", "value", "your gradient is the local derivative alone",
          "multiply by the incoming gradient",
          "a precise formula for this step", check=_rule_local_derivative_only, local=True),
-    Rule("tanh_from_its_input", "value", "tanh's derivative taken at its input, or tanh applied twice",
+    Rule("tanh_from_its_input", "value", "tanh's derivative taken at its input, with tanh applied twice, or as "
+         "(1 - y)**2",
          "1 - y**2 uses tanh's output",
          "a precise formula for this step", check=_rule_tanh_from_its_input, local=True),
     Rule("epsilon_left_out", "value", "(x + eps)**p differentiated without the eps",
@@ -2446,8 +2530,9 @@ RULES = [
     Rule("label_and_rest_offsets", "value", "off by one amount at every label entry and another at every other "
          "entry", "the values put at the label and elsewhere (a target) are wrong", "after the label term alone",
          check=_rule_label_and_rest_offsets, local=True),
-    Rule("softmax_over_the_wrong_dim", "value", "off by a softmax over the other dim",
-         "the probabilities are taken along the other dim",
+    Rule("softmax_over_the_wrong_dim", "value", "your probabilities (read off your answer as the right formula "
+         "would hold them) are exp(t) times a factor per row and per column, and sum to 1 along the other dim",
+         "the probabilities are normalised along the other dim",
          "a precise formula for cross-entropy", check=_rule_softmax_over_the_wrong_dim, local=True),
     Rule("row_sums_along_columns", "value", "a square tensor: off by a softmax whose row sums divide the columns",
          "each row is divided by another row's sum, as with the sums as a (n,) vector",
@@ -2481,6 +2566,11 @@ RULES = [
          "contributions (the indices and gradients found in your notebook)",
          "repeated indices kept one write",
          "after the exact rules: rows too small can have other causes", check=_rule_rows_overwritten),
+    Rule("term_sizes", "value", "fused BatchNorm: your gradient is its three terms (direct, through the mean, "
+         "through the variance, built from a checked tensor a * x̂ + b) each times a constant, not all 1",
+         "which terms have which size (32/31: n-1 where it divides by n)",
+         "a precise formula for BatchNorm; after the rules that read a missing branch from checked neighbours, "
+         "before broadcast_error, which says only where", check=_rule_term_sizes, local=True),
     Rule("broadcast_error", "value", "the error is the same along a dim",
          "a broadcast contribution is missing or wrong",
          "a pattern, not a formula: after them", check=_rule_broadcast_error),
@@ -2579,7 +2669,7 @@ class Summary:
         rows = [("", "name", "status", "maxdiff", "hint")]
         for r in checked:
             hint = "" if r else _short(r.hint)
-            rows.append((_mark(r, r.name == first), r.name, str(r.status), f"maxdiff: {r.maxdiff:.1e}", hint))
+            rows.append((_mark(r, r.name == first), r.name, str(r.status), f"maxdiff: {_measured(r.maxdiff)}", hint))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = [" | ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + " | " + row[4]
                  for row in rows]
@@ -2599,7 +2689,7 @@ class Summary:
             rows.append(
                 f'<tr style="{weight}"><td {cell}><span style="color:{colour}">{_mark(r, r.name == first)}</span></td>'
                 f"<td {cell}><code>{html.escape(r.name)}</code></td><td {cell}>{html.escape(r.status)}</td>"
-                f"<td {cell}>maxdiff: {r.maxdiff:.1e}</td><td {cell}>{html.escape('' if r else r.hint or '')}</td></tr>")
+                f"<td {cell}>maxdiff: {_measured(r.maxdiff)}</td><td {cell}>{html.escape('' if r else r.hint or '')}</td></tr>")
         header = "".join(f"<th {cell}>{title}</th>" for title in ("", "name", "status", "maxdiff", "hint"))
         not_done = self._not_done_line()
         footer = f'<p style="text-align:left">{html.escape(not_done)}</p>' if not_done else ""

@@ -66,6 +66,12 @@ def _dlogprobs_without(scale):
     return mistake
 
 
+def _dlogits_shifted_counts_over_dim_0(v, g):
+    logits = v.logits.detach()
+    counts = (logits - logits.max(1, keepdim=True).values).exp()  # shifted by each row's max, as in lab 05
+    return (counts / counts.sum(0, keepdim=True) - F.one_hot(v.Yb, 27)) / v.n  # sum(1, ...) is right
+
+
 def _dhprebn_fused(v, g, with_1_over_n=True, bessel=True, variance_sign=1):
     dhpreact = g["dhpreact"]
     n = v.n
@@ -121,9 +127,10 @@ MISTAKES = [
      ["dlogprobs", "chain rule"]),
     ("dprobs times 1.01", "probs", lambda v, g: g["dprobs"] * 1.01, "constant_factor", ["101/100 times"]),
     ("dcounts_sum_inv missing the sum", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).detach(),
-     "sum_broadcast_dims", ["(32, 27)", "(32, 1)", ".sum(1, keepdim=True)"]),
+     "sum_broadcast_dims", ["(32, 27)", "(32, 1)", "sum over dim 1, keeping it as a size-1 dim"]),
     ("dcounts_sum_inv missing keepdim", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).sum(1).detach(),
-     "keepdim", ["right values", "(32,)", ".sum(1, keepdim=True)"]),
+     "keepdim", ["right values", "(32,)", "the size-1 dim 1 is missing", "the sum dropped the dim that "
+                                     "broadcasting needs"]),
     ("dcounts_sum power rule sign", "counts_sum", lambda v, g: (v.counts_sum**-2 * g["dcounts_sum_inv"]).detach(),
      "constant_factor", ["-1 times"]),
     ("dcounts missing the sum branch", "counts", _dcounts("first only"), "branch_off", ["`counts_sum`", "missing"]),
@@ -133,13 +140,17 @@ MISTAKES = [
      ["one entry per row", "1/32 too high", "label"]),
     ("dlogits fused with softmax over dim 0", "logits",
      lambda v, g: ((F.softmax(v.logits, 0) - F.one_hot(v.Yb, 27)) / v.n).detach(), "softmax_over_the_wrong_dim",
-     ["yours takes the probabilities along dim 0, the right answer along dim 1"]),
+     ["normalised along the wrong dim", "each of the columns sums to 1 (normalised along dim 0)",
+      "each of the rows does (dim 1)"]),
+    # lab 05, section 2: the fix written with the sum over the batch, after the max-shift by row
+    ("dlogits with max-shifted counts normalised over dim 0", "logits", _dlogits_shifted_counts_over_dim_0,
+     "softmax_over_the_wrong_dim", ["normalised along the wrong dim", "each of the columns sums to 1"]),
     ("dlogits fused without 1/n", "logits", _dlogits_fused_without_mean, "constant_factor", ["32 times", "1/32"]),
     ("dh transposed answer", "h", lambda v, g: (v.W2 @ g["dlogits"].T).detach(), "transposed_shape", ["(64, 32)"]),
     ("dW2 with operands swapped", "W2", lambda v, g: (g["dlogits"].T @ v.h).detach(), "transposed_shape",
      ["(27, 64)"]),
     ("db2 summed over dim 1", "b2", lambda v, g: g["dlogits"].sum(1), "shape", ["(32,)", "(27,)"]),
-    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "sum_broadcast_dims", [".sum(0)"]),
+    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "sum_broadcast_dims", ["sum over dim 0, dropping it"]),
     ("db2 summed with keepdim", "b2", lambda v, g: g["dlogits"].sum(0, keepdim=True), "keepdim", ["right values"]),
     ("dhpreact wrong sign", "hpreact", lambda v, g: ((v.h**2 - 1.0) * g["dh"]).detach(), "constant_factor",
      ["-1 times"]),
@@ -149,15 +160,18 @@ MISTAKES = [
      lambda v, g: ((1.0 - torch.tanh(v.h)**2) * g["dh"]).detach(), "tanh_from_its_input", ["tanh applied twice"]),
     ("dbnraw without bngain", "bnraw", lambda v, g: g["dhpreact"].clone(), "factor_per_slice",
      ["same along dim 0", "per-column"]),
+    ("dhpreact as (1 - h)**2 * dh", "hpreact", lambda v, g: ((1.0 - v.h)**2 * g["dh"]).detach(),
+     "tanh_from_its_input", ["(1 - y)**2", "the local derivative of tanh is evaluated wrong", "1 - y**2"]),
     ("dhpreact adds dh instead of multiplying", "hpreact", lambda v, g: ((1.0 - v.h**2) + g["dh"]).detach(),
      "added_instead_of_multiplied", ["PLUS", "dh", "multiplies"]),
     ("dbngain without sum", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).detach(), "sum_broadcast_dims",
-     [".sum(0, keepdim=True)"]),
+     ["sum over dim 0, keeping it as a size-1 dim"]),
     ("dbngain without keepdim", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).sum(0).detach(), "keepdim",
      ["(64,)", "(1, 64)"]),
-    ("dbnbias without sum", "bnbias", lambda v, g: g["dhpreact"], "sum_broadcast_dims", [".sum(0, keepdim=True)"]),
+    ("dbnbias without sum", "bnbias", lambda v, g: g["dhpreact"], "sum_broadcast_dims",
+     ["sum over dim 0, keeping it as a size-1 dim"]),
     ("dbnvar_inv missing the sum", "bnvar_inv", lambda v, g: (v.bndiff * g["dbnraw"]).detach(), "sum_broadcast_dims",
-     [".sum(0, keepdim=True)"]),
+     ["sum over dim 0, keeping it as a size-1 dim"]),
     ("dbnvar missing the -0.5", "bnvar", lambda v, g: ((v.bnvar + 1e-5)**-1.5 * g["dbnvar_inv"]).detach(),
      "constant_factor", ["-2 times", "power rule"]),
     ("dbnvar without the 1e-5", "bnvar", lambda v, g: (-0.5 * v.bnvar**-1.5 * g["dbnvar_inv"]).detach(),
@@ -187,9 +201,9 @@ MISTAKES = [
      ["(64, 30)"]),
     ("dembcat transposed answer", "embcat", lambda v, g: (v.W1 @ g["dhprebn"].T).detach(), "transposed_shape", []),
     ("db1 summed over dim 1", "b1", lambda v, g: g["dhprebn"].sum(1), "shape", ["(32,)", "(64,)"]),
-    ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", ".view(32, 3, 10)"]),
+    ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", "give them emb's shape, keeping their order"]),
     ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "reshaped",
-     [".view(32, 3, 10)"]),
+     ["(32, 3, 10)", "keeping their order"]),
     ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten",
      ["right in 9 of the 21 rows that get a gradient", "each wrong row holds just one of its contributions",
       "`dC[Xb] += demb` or `dC[i] = ...`", "adds rows at given indices"]),
@@ -796,8 +810,32 @@ def _case_row_sums_along_columns(net, grads):
     return cmp("logits", (probs - F.one_hot(Yb, 6)) / 6, logits)
 
 
+def _lab_05_dhprebn(formula):
+    """Lab 05, sections 5 and 6: dhprebn by a fused formula, checked after logits, h and hpreact only (the lab
+    checks the parameters after the activations), with autograd's dbngain and dbnbias among the variables."""
+    def run(net, grads):
+        with contextlib.redirect_stdout(io.StringIO()):
+            for name in ("logits", "h", "hpreact"):
+                cmp(name, grads["d" + name], getattr(net, name))
+        notebook = {**vars(net), **{key: grads[key] for key in ("dhpreact", "dbngain", "dbnbias")}}
+        notebook.update(cmp=cmp, answer=eval(formula, {"torch": torch}, notebook))
+        exec("result = cmp('hprebn', answer, hprebn, strict=False)", notebook)
+        return notebook["result"]
+    return run
+
+
 # (label, rule, facts, run(net, grads) -> CheckResult)
 OTHER_CASES = [
+    ("lab 05 section 5: the mean term over n-1", "term_sizes",
+     ["the term through the batch mean", "is there, but 32/31 of its right size",
+      "as if divided by n-1 = 31 where it divides by n = 32",
+      "the direct term and the term through the batch variance are right"],
+     _lab_05_dhprebn("bngain * bnvar_inv * (dhpreact - dbnbias / (n - 1) - bnraw * dbngain / (n - 1))")),
+    ("lab 05 section 6: the bracket written for n-1", "term_sizes",
+     ["the term through the batch mean", "32/31 of its right size"],
+     _lab_05_dhprebn("bngain * bnvar_inv / (n - 1) * ((n - 1) * dhpreact - dbnbias - bnraw * dbngain)")),
+    ("lab 05 section 5: the teammate's mean term left out", "broadcast_error", ["the same along dim 0"],
+     _lab_05_dhprebn("bngain * bnvar_inv * (dhpreact - bnraw * dbngain / (n - 1))")),
     ("lab 05 section 9: dx = (dh - dh * h * h) @ W", "square_transpose",
      ["dx is some matrix A times `Ws[1]` (A @ Ws[1]), and the right answer is A times `Ws[1]` transposed",
       "`Ws[1]` is square"],
@@ -1077,6 +1115,18 @@ EXERCISE_3_MISTAKES = [
      "bngain * s_ln / n_hidden * (n_hidden * dhpreact - dhpreact.sum(1, keepdim=True)"
      " - n_hidden / (n_hidden - 1) * xhat_ln * (dhpreact * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
      ["the gain taken out of the sums", "changes along dim 1", "dxhat_ln"]),
+    # lab 05: section 5's form (the variance part over n-1) with section 6's coefficient n/(n-1) as well
+    ("dhprebn with Bessel's factor twice", "hprebn",
+     "bngain * bnvar_inv * (dhpreact - dbnbias / n - n / (n - 1) * bnraw * dbngain / (n - 1))", "variance_term",
+     ["32/31 of its right size", "divides the variance by n-1 = 31", "gone in twice"]),
+    ("dhprebn with n/(n-1) on the mean term", "hprebn",
+     "bngain * bnvar_inv / n * (n * dhpreact - n / (n - 1) * dbnbias - bnraw * dbngain)", "term_sizes",
+     ["the term through the batch mean (one value per column, the same in every row) is there, but 32/31",
+      "the term through the batch variance (a multiple of x̂ in each column) is there, but 31/32",
+      "the direct term is right"]),
+    ("dhprebn with the whole prefactor over n-1", "hprebn",
+     "bngain * bnvar_inv / (n - 1) * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)", "constant_factor",
+     ["32/31 times the right answer", "n-1 = 31"]),
     ("dx_bn with n/(n-1) kept", "x_bn",
      "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
      " - n / (n - 1) * xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", "variance_term",

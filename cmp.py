@@ -1456,11 +1456,11 @@ def _rule_tanh_from_its_input(c):
                 "1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
     if _explains(c.ref * (1 - torch.tanh(torch.tanh(c.x)) ** 2) / right_local, c.d, c.ref):
         return (f"{c.dname} matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice: the local "
-                "derivative of tanh is evaluated wrong; the output y = tanh(x) is already there, and the "
-                "derivative is 1 - y**2, entry by entry")
+                "derivative of tanh is evaluated wrong; the output y = tanh(x) is already there, and tanh's "
+                "derivative written with its output needs no further tanh")
     if _explains(c.ref * (1 - torch.tanh(c.x)) ** 2 / right_local, c.d, c.ref):
         return (f"{c.dname} matches (1 - y)**2 with y = tanh({c.tname}): the local derivative of tanh is evaluated "
-                "wrong; it is 1 - y**2, entry by entry: only the output y is squared, not 1 - y")
+                "wrong: look at what is squared in it, entry by entry")
     return None
 
 

@@ -161,7 +161,7 @@ MISTAKES = [
     ("dbnraw without bngain", "bnraw", lambda v, g: g["dhpreact"].clone(), "factor_per_slice",
      ["same along dim 0", "per-column"]),
     ("dhpreact as (1 - h)**2 * dh", "hpreact", lambda v, g: ((1.0 - v.h)**2 * g["dh"]).detach(),
-     "tanh_from_its_input", ["(1 - y)**2", "the local derivative of tanh is evaluated wrong", "1 - y**2"]),
+     "tanh_from_its_input", ["(1 - y)**2", "the local derivative of tanh is evaluated wrong", "what is squared"]),
     ("dhpreact adds dh instead of multiplying", "hpreact", lambda v, g: ((1.0 - v.h**2) + g["dh"]).detach(),
      "added_instead_of_multiplied", ["PLUS", "dh", "multiplies"]),
     ("dbngain without sum", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).detach(), "sum_broadcast_dims",

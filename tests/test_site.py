@@ -6,6 +6,7 @@ site must work offline (no CDN for math, no web fonts). Screenshots of the home 
 and of exercise 3's solution go to tools/site/_build/screenshots/.
 Also: the GitHub Pages workflow publishes what this build makes, at the address from tools/course.py.
 """
+import fcntl
 import functools
 import html.parser
 import http.server
@@ -34,15 +35,29 @@ EXERCISE_3 = next(name for name in SOLUTIONS if name.startswith("03_"))
 
 
 @pytest.fixture(scope="session")
-def site():
-    """Build the site once, as `bash tools/run site` does."""
+def site(tmp_path_factory, worker_id):
+    """Build the site once, as `bash tools/run site` does. Under pytest-xdist without --dist loadfile,
+    this file's tests may run in two workers: the first builds, the other waits for it (the build
+    empties tools/site/_build, so two at once would break each other)."""
+    if worker_id == "master":
+        build_site()
+        return SITE
+    session = tmp_path_factory.getbasetemp().parent  # shared by this session's workers
+    with open(session / "site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (session / "site.built").exists():
+            build_site()
+            (session / "site.built").write_text("")
+    return SITE
+
+
+def build_site():
     start = time.monotonic()
     result = subprocess.run([sys.executable, "tools/site/build.py"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"site built in {time.monotonic() - start:.1f} s")
     SHOTS.mkdir(exist_ok=True)
-    return SITE
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

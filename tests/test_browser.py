@@ -2,7 +2,7 @@
 
 A student opens exercise 1, runs all cells, opens Hint 1 and then Hint 2 of the first gradient, and reads
 the score table; then the same with the solution. Screenshots go to a temporary folder (printed with -s).
-Needs the playwright package (requirements.txt) and a Chromium: Debian's /usr/bin/chromium (.ci/run installs it)
+Needs the playwright package (tools/requirements.txt) and a Chromium: Debian's /usr/bin/chromium (.ci/run installs it)
 or Playwright's own (`.venv/bin/python -m playwright install chromium`, as the GitHub workflow does).
 """
 import json

@@ -61,6 +61,27 @@ def test_the_workflow_installs_the_pinned_torch_as_the_cpu_build():
     assert f"{pin} --index-url https://download.pytorch.org/whl/cpu" in readme_section("Start")
 
 
+def requirements(path):
+    """The requirement lines of a requirements file, without comments."""
+    lines = [line.split("#")[0].strip() for line in (ROOT / path).read_text().splitlines()]
+    return [line for line in lines if line]
+
+
+def test_every_requirement_is_pinned_and_students_get_only_the_course():
+    """torch exactly (the CPU build on this machine's disk satisfies it; unpinned, pip pulls GBs of CUDA),
+    every other package at one version; the test, grading and site tooling only in tools/requirements.txt,
+    which pulls in the student's file first."""
+    student = requirements("requirements.txt")
+    tooling = requirements("tools/requirements.txt")
+    assert "torch==2.13.0" in student
+    assert tooling[0] == "-r ../requirements.txt"
+    for line in student + tooling[1:]:
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+]*", line), f"not pinned: {line}"
+    names = {line.split("==")[0].lower() for line in student}
+    assert names == {"torch", "numpy", "matplotlib", "tqdm", "jupyter", "ipykernel"}
+    assert not names & {line.split("==")[0].lower() for line in tooling[1:]}
+
+
 def test_nbval_works_from_inside_the_solutions_folder():
     """The sanitizer is found from solutions/conftest.py, not from the working directory."""
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval",

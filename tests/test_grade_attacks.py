@@ -13,7 +13,7 @@ parent, forking, an endless loop, 50 MB printed, 20 GB allocated, an answer over
 copied from the notebook's batch (and exercise 0's, which has none), values that are not gradients
 (functions, meta, complex, NaN, huge ints, deep nesting), input poisoning, exceptions carrying HTML or
 a lone surrogate, `return` in a function's blank, numerical differentiation and the warm-up's fixed numbers (KNOWN_LIMITS:
-they still score, as the README says), and files
+they still score, as tools/README.md says), and files
 built to break the grader's own reading (deep JSON, a 5000-digit number, nbformat-3 junk, code too
 deep for `ast`, a NUL byte, a symlink to a solution, a spreadsheet formula or bytes that are not UTF-8
 as the file name).
@@ -228,7 +228,7 @@ RAW_FILES = {
     "long_integer.ipynb": '{"cells": [], "metadata": {"n": ' + "1" * 5000 + "}}",  # json: ValueError (int digits)
     "worksheets.ipynb": '{"nbformat": 3, "worksheets": [1]}',  # 1.get: AttributeError
 }
-# What the README's "Not promised" says still scores: finite differences are tensor code like any other,
+# What tools/README.md's "Not promised" says still scores: finite differences are tensor code like any other,
 # and the warm-up's inputs are fixed numbers (no batch for the grader to change).
 KNOWN_LIMITS = {"numerical_gradient": "finite differences of the forward pass need only allowed tensor code",
                 "numerical_gradient_function": "finite differences of the forward pass need only allowed tensor code",
@@ -341,7 +341,7 @@ def test_the_attack_scores_nothing(graded, attack):
 @pytest.mark.parametrize("attack", [a for a in ATTACKS if a.name in KNOWN_LIMITS],
                          ids=[a.name for a in ATTACKS if a.name in KNOWN_LIMITS])
 def test_what_the_readme_does_not_promise_still_scores(graded, attack):
-    """If one of these stops scoring, the README's "Not promised" can say less."""
+    """If one of these stops scoring, tools/README.md's "Not promised" can say less."""
     with pytest.raises(AttackScored):
         test_the_attack_scores_nothing(graded, attack)
 

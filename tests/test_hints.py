@@ -1,6 +1,6 @@
 """No cell of an exercise gives a solution away, and every blank has hints with its shape.
 
-The hint policy (README, "For instructors"): hint 1 gives the shape and what to look at, hint 2 the
+The hint policy (tools/README.md, "Test"): hint 1 gives the shape and what to look at, hint 2 the
 idea, hint 3 at most the structure, never the line. These tests hold two parts of it:
 
 - No leak: no cell of an exercise notebook (markdown, code or raw; hints included) contains the

@@ -6,9 +6,11 @@ site must work offline (no CDN for math, no web fonts). Screenshots of the home 
 and of exercise 3's solution go to tools/site/_build/screenshots/.
 Also: the GitHub Pages workflow publishes what this build makes, at the address from tools/course.py.
 """
+import fcntl
 import functools
 import html.parser
 import http.server
+import re
 import subprocess
 import sys
 import threading
@@ -34,15 +36,29 @@ EXERCISE_3 = next(name for name in SOLUTIONS if name.startswith("03_"))
 
 
 @pytest.fixture(scope="session")
-def site():
-    """Build the site once, as `bash tools/run site` does."""
+def site(tmp_path_factory, worker_id):
+    """Build the site once, as `bash tools/run site` does. Under pytest-xdist without --dist loadfile,
+    this file's tests may run in two workers: the first builds, the other waits for it (the build
+    empties tools/site/_build, so two at once would break each other)."""
+    if worker_id == "master":
+        build_site()
+        return SITE
+    session = tmp_path_factory.getbasetemp().parent  # shared by this session's workers
+    with open(session / "site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (session / "site.built").exists():
+            build_site()
+            (session / "site.built").write_text("")
+    return SITE
+
+
+def build_site():
     start = time.monotonic()
     result = subprocess.run([sys.executable, "tools/site/build.py"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"site built in {time.monotonic() - start:.1f} s")
     SHOTS.mkdir(exist_ok=True)
-    return SITE
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -132,11 +148,12 @@ def test_every_page_loads_with_rendered_math_and_no_error_or_broken_link(browser
             return prose; }""")
         raw_tex = [tex for tex in ("$$", "\\frac", "\\partial", "\\(", "\\[", "Math Processing Error") if tex in prose]
         assert not raw_tex, f"{path}: math left as TeX or not rendered: {raw_tex}"
-        if path != "404.html":
+        if path not in ("404.html", "instructors.html"):  # the instructors' page has no math
             assert page.locator(".MathJax").count() > 0, f"{path}: no typeset math"
         page.close()
 
-    assert set(visited) >= {"index.html"} | {name.replace(".ipynb", ".html") for name in SOLUTIONS}
+    assert set(visited) >= ({"index.html", "instructors.html"}
+                            | {name.replace(".ipynb", ".html") for name in SOLUTIONS})
     for page_path, target in links:
         target_path, anchor = urldefrag(target)
         target_path = urlparse(target_path).path or page_path
@@ -178,7 +195,8 @@ def test_each_solution_page_links_to_its_notebooks_in_colab_and_to_download(site
 
 
 def test_the_navigation_follows_the_course_order(site):
-    """The site's menu: the home page, then each solution in file-name order, under its notebook's title."""
+    """The site's menu: the home page, then each solution in file-name order, under its notebook's title,
+    then the instructors' page."""
     links = [(a["href"], text) for a, text in Links((site / "index.html").read_text()).links
              if "md-nav__link" in a.get("class", "").split() and a["href"].endswith(".html")]
     titles = []
@@ -186,7 +204,41 @@ def test_the_navigation_follows_the_course_order(site):
         cells = nbformat.read(ROOT / "solutions" / name, as_version=4).cells
         title = next(c.source for c in cells if c.cell_type == "markdown" and c.source.startswith("# "))
         titles.append((name.replace(".ipynb", ".html"), title.splitlines()[0][2:].replace("`", "")))
-    assert links == [("index.html", "Home")] + titles
+    assert links == [("index.html", "Home")] + titles + [("instructors.html", "Instructors")]
+
+
+def test_the_home_page_is_the_students_readme_and_the_instructors_have_their_own_page(site):
+    """The home page is README.md up to "Test"; tools/README.md (grading, the generator) is a page of its own."""
+    home = (site / "index.html").read_text()
+    instructors = (site / "instructors.html").read_text()
+    for heading in ("The exercises", "How the checks work", "Start"):
+        assert f">{heading}<" in home
+    for heading in ("Changing the course", "Grading a class", "Layout"):
+        assert f">{heading}<" in instructors and f">{heading}<" not in home
+    assert 'href="index.html#start"' in instructors  # tools/README.md's link to ../README.md#start
+
+
+def markdown_links(path):
+    """The relative links of a Markdown file: (target file, #anchor or '')."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if not re.match(r"[a-z]+:", target):
+            file, _, anchor = target.partition("#")
+            yield (path.parent / file).resolve() if file else path, anchor
+
+
+def anchors(path):
+    """GitHub's (and MkDocs's) ids of a Markdown file's headings."""
+    headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("readme", ["README.md", "tools/README.md"])
+def test_every_relative_link_of_the_readmes_resolves(readme):
+    for target, anchor in markdown_links(ROOT / readme):
+        assert target.exists(), f"{readme}: broken link to {target}"
+        if anchor:
+            assert anchor in anchors(target), f"{readme}: no heading #{anchor} in {target.relative_to(ROOT)}"
 
 
 def test_a_hint_is_closed_until_clicked_and_long_outputs_are_collapsed(browser, url):

@@ -4,8 +4,9 @@
                                    [--memory GB] [--seed N] [--shard K/N] [--train-steps STEPS]
     .venv/bin/python tools/grade.py --merge OUT_DIR_1 OUT_DIR_2 ... --out OUT_DIR
 
-The grader is the package tools/grader/ (its cli module says which module does what); README,
-"Grading a class", says what it guarantees against a student who wants points without the work.
+The grader is the package tools/grader/ (its cli module says which module does what);
+tools/README.md, "Grading a class", says what it guarantees against a student who wants points without
+the work.
 """
 import sys
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Grade a class: `tools/grade.py SUBMISSIONS_DIR --out OUT_DIR` (README, "Grading a class").
+"""Grade a class: `tools/grade.py SUBMISSIONS_DIR --out OUT_DIR` (tools/README.md, "Grading a class").
 
 The stages, one module each: submissions (read a file, identify its exercise, extract its answers),
 policy (the allow-list), reference (the grader's own runs of the solutions: inputs, outputs, checks,

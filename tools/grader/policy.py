@@ -94,7 +94,7 @@ def check(code):
                 return f"uses an attribute that starts with an underscore (`.{node.attr}`)"
             if node.attr not in ATTRIBUTES:
                 return (f"uses `.{node.attr}`, which is not on the list of tensor methods and torch functions "
-                        "answers may use (README, \"Grading a class\")")
+                        "answers may use (tools/README.md, \"Grading a class\")")
         elif isinstance(node, ast.keyword) and node.arg is not None and node.arg.startswith("__"):
             return f"uses a keyword that starts with two underscores (`{node.arg}`)"
     return None

@@ -7,6 +7,7 @@ lays out the pages in tools/site/_build/docs, then MkDocs writes the site to too
 - one page per solution notebook, in the order of the file names, with its committed outputs (never
   executed again; no set-up cell, no solution markers) and, under its title, "open in Colab" and
   "download" for the exercise and the solution;
+- instructors.md: tools/README.md, the instructors' page, last in the navigation;
 - the .ipynb files to download, and MathJax from the jupyter-server-mathjax package (no CDN).
 The course's address (GitHub, Colab, the Pages URL) comes from tools/course.py.
 """
@@ -36,6 +37,7 @@ SITE = BUILD / "site"
 GITHUB_URL = f"https://github.com/{course.GITHUB_REPO}/blob/{course.BRANCH}/"
 OWNER, NAME = course.GITHUB_REPO.split("/")
 PAGES_URL = f"https://{OWNER}.github.io/{NAME}/"  # where a fork's Pages workflow publishes the site
+MARKDOWN_PAGES = {"README.md": "index.md", "tools/README.md": "instructors.md"}  # the site's Markdown pages
 
 
 def solution_notebooks():
@@ -45,18 +47,23 @@ def solution_notebooks():
 
 def site_links(markdown, folder, page_suffix):
     """Markdown links as they work on the site. A link to a course notebook from `folder` (README: ".",
-    a notebook: "solutions") goes to its page, NN_name + page_suffix; a link to any other file of the
-    repository goes to the file on GitHub."""
+    a notebook: "solutions") goes to its page, NN_name + page_suffix; a link to a README goes to its page
+    (MARKDOWN_PAGES: the .md source from a Markdown page, whose links MkDocs checks and makes .html, the
+    .html page from a notebook); a link to any other file of the repository goes to the file on GitHub."""
     def link(match):
         label, target = match.groups()
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             return match.group(0)
+        target, hash_, anchor = target.partition("#")
         path = os.path.normpath(os.path.join(folder, target))
         if re.fullmatch(r"(notebooks|solutions)/\d\d_\w+\.ipynb", path):
-            return f"[{label}]({Path(path).stem}{page_suffix})"
+            return f"[{label}]({Path(path).stem}{page_suffix}{hash_}{anchor})"
+        if path in MARKDOWN_PAGES:
+            page = MARKDOWN_PAGES[path]
+            return f"[{label}]({page if page_suffix != '.html' else Path(page).stem + '.html'}{hash_}{anchor})"
         if target.endswith("/"):  # a folder
             return f"[{label}]({GITHUB_URL.replace('/blob/', '/tree/')}{path}/)"
-        return f"[{label}]({GITHUB_URL}{path})"
+        return f"[{label}]({GITHUB_URL}{path}{hash_}{anchor})"
 
     return re.sub(r"\[([^\]]*)\]\(([^)\s]+)\)", link, markdown)
 
@@ -74,6 +81,11 @@ def home_page():
                                       f" [solution]({course.COLAB_URL}solutions/{name}.ipynb)", 1)
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def instructors_page():
+    """tools/README.md, with links fixed for the site."""
+    return site_links((ROOT / "tools" / "README.md").read_text(), "tools", ".ipynb")
 
 
 def links_cell(name):
@@ -128,6 +140,8 @@ def build():
         notebook, title = solution_page(path)
         nbformat.write(notebook, DOCS / path.name)
         nav.append({title: path.name})
+    (DOCS / "instructors.md").write_text(instructors_page())
+    nav.append({"Instructors": "instructors.md"})
     config = load_config(str(HERE / "mkdocs.yml"), site_url=PAGES_URL, nav=nav)
     mkdocs_build(config)
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", SITE / "assets" / "mathjax")

@@ -1114,7 +1114,7 @@ EXERCISE_3_MISTAKES = [
     ("dx_ln with the gain pulled out of the bracket", "x_ln",
      "bngain * s_ln / n_hidden * (n_hidden * dhpreact - dhpreact.sum(1, keepdim=True)"
      " - n_hidden / (n_hidden - 1) * xhat_ln * (dhpreact * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
-     ["the gain taken out of the sums", "changes along dim 1", "dxhat_ln"]),
+     ["the gain taken out of the sums", "changes along dim 1", "stays inside them"]),
     # lab 05: section 5's form (the variance part over n-1) with section 6's coefficient n/(n-1) as well
     ("dhprebn with Bessel's factor twice", "hprebn",
      "bngain * bnvar_inv * (dhpreact - dbnbias / n - n / (n - 1) * bnraw * dbngain / (n - 1))", "variance_term",

@@ -43,6 +43,10 @@ Its `status` is a `Status`:
                    old tensors (the batch or the forward pass changed after loss.backward() ran)
 Every result is remembered by name: `summary()` shows them all in one table.
 
+Less said: in a task meant to be carried out on your own, the notebook calls
+`cmp(..., explain=False)`: of a wrong answer, cmp prints what it measured and keeps
+its explanation until you call `why()`. Nothing said at all: `hints(False)` (ninja mode).
+
 Strict mode (for solutions and tests): `cmp(..., strict=True)` or the
 environment variable CMP_STRICT=1 make every result that is not right
 (including "not done") raise a `GradientError`.
@@ -66,7 +70,7 @@ import torch
 
 __all__ = [
     "cmp", "summary", "reset", "CheckResult", "Status", "Summary", "GradientError",
-    "numerical_vjp", "rel_error", "check_numerically", "RULES", "RULE_IDS",
+    "numerical_vjp", "rel_error", "check_numerically", "RULES", "RULE_IDS", "hints", "why",
 ]
 
 
@@ -258,7 +262,7 @@ def _grad_of(t):
 # cmp
 
 
-def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
+def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=True):
     """Compare your gradient `dt` with `t.grad`, print the verdict and return a CheckResult.
 
     strict: True raises GradientError when the gradient is wrong or not done yet;
@@ -267,6 +271,8 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
     atol: the absolute tolerance of torch.allclose (its default, 1e-8). Raise it only for a
           gradient that is zero up to rounding, like b1's before BatchNorm, whose rounding
           noise can exceed 1e-8.
+    explain: False for a task you carry out on your own: of a wrong answer, cmp prints what it
+          measured (the start of its diagnosis) and keeps the explanation until you call why().
     """
     name = str(name)
     try:
@@ -289,7 +295,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8):
             raise
         result = _fail(name, Status.WRONG, f"internal error in cmp ({type(err).__name__}: {err}): this is a bug "
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
-    print(_report(result))
+    print(_report(result, explain))
     if record:
         _record(result, t, dt)
     _raise_if_strict(result, strict)
@@ -650,16 +656,34 @@ def hints(show=True):
     _hints_shown = bool(show)
 
 
-def _report(result):
-    """The main line in the lecture's layout, then one '  -> ' line per hint sentence (in ninja mode, none)."""
+def _report(result, explain=True):
+    """The main line in the lecture's layout, then one '  -> ' line per hint sentence (in ninja mode, none).
+    explain=False: of a diagnosis about the values, only what was measured (up to its first colon)."""
+    global _held_back
     if result.kind == "numerical":
         lines = [f"{result.name:15s} | rel err: {_measured(result.relerr)} | {result.status}"]
     else:
         lines = [f"{result.name:15s} | exact: {str(result.exact):5s} | "
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
-    if result.hint and (_hints_shown or result.status == Status.NOT_DONE):
-        lines += ["  -> " + line for line in result.hint.split("\n")]
-    return "\n".join(lines)
+    if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE):
+        return "\n".join(lines)
+    about_values = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) == "value"
+    if not explain and result.status == Status.WRONG and about_values:
+        _held_back = result
+        measured = result.hint.split("\n")[0].split(": ")[0]
+        return "\n".join(lines + ["  -> " + measured, "  -> (why it may be so: run why())"])
+    return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
+
+
+_held_back = None  # the last result whose explanation cmp(..., explain=False) kept back
+
+
+def why():
+    """Print the whole diagnosis of the last check made with explain=False."""
+    if _held_back is None:
+        print("nothing held back: why() explains the last check made with cmp(..., explain=False)")
+    else:
+        print(_report(_held_back))
 
 
 def _measured(x):
@@ -957,8 +981,8 @@ def _shape_sum_broadcast_dims(c):
     lead, keep = dims
     how = _sum_words(lead, keep)
     if _close(_sum_to(c.d, lead, keep), c.ref):
-        return (f"{c.start}: {c.tname} was broadcast in the forward pass, so its gradient is summed over the "
-                f"broadcast dims: {how}")
+        return (f"{c.start}: {c.tname} has fewer entries than what it meets in the forward pass (it, or a tensor "
+                f"computed from it, was broadcast), so its gradient is summed over the broadcast dims: {how}")
     return (f"{c.start}; summing would fix the shape ({how}), but the values would still be wrong, "
             "so check the formula too")
 
@@ -972,8 +996,8 @@ def _shape_needs_broadcast(c):
         return None
     values = "right values once broadcast: " if _close(c.d.expand(c.ref.shape), c.ref) else ""
     return (f"{values}{c.start}: every entry of {c.tname} needs its own gradient; where the same value goes to "
-            f"a whole row or column, broadcast it to {tuple(c.ref.shape)} (e.g. multiply by "
-            f"torch.ones_like({c.tname})), and sum only over dims along which {c.tname} itself was broadcast")
+            f"a whole row or column, broadcast it to {tuple(c.ref.shape)}, and sum only over dims along which "
+            f"{c.tname} itself was broadcast")
 
 
 def _shape_matmul_order(c):
@@ -1104,9 +1128,9 @@ class ValueCase:
 
 def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     """A ValueCase for cmp, with what the registry knows about the tensor's neighbours in the graph."""
-    sizes = _sizes_of({tname: ref, **_tensors})
-    x = t.detach().to(torch.float64) if t.is_floating_point() else None
     consumers = tuple(_consumers(name, t))
+    sizes = _sizes_of({tname: ref, **{other: u for other, u, _ in consumers}, **_tensors})  # neighbours first
+    x = t.detach().to(torch.float64) if t.is_floating_point() else None
     gain = _tensors.get("bngain")
     gain_grad = _grad_of(gain) if isinstance(gain, torch.Tensor) else None
     bn_gain = None if gain_grad is None else (gain.detach().to(torch.float64), gain_grad.to(torch.float64))
@@ -1330,10 +1354,10 @@ def _rule_constant_factor(c):
 
 
 def _root_of_a_divisor_ratio(k2, sizes):
-    """'√(31/32)' when k2 is (m-1)/m or m/(m-1) for a size m of the problem (m > 4), else None."""
+    """'√(31/32)' when k2 is (m-1)/m or m/(m-1) for a size m of the problem (m >= 3), else None."""
     for m in sizes:
         for num, den in ((m - 1, m), (m, m - 1)):
-            if m > 4 and abs(k2 - num / den) < FRACTION_FIT * k2:
+            if m >= 3 and abs(k2 - num / den) < FRACTION_FIT * k2:
                 return f"√({num}/{den})"
     return None
 
@@ -1364,7 +1388,7 @@ def _factor_meaning(f, sizes):
         if den == 1:
             return f"{sign}a factor 1/{k} is missing, e.g. the 1/n of a mean over n = {k} items ({sizes[k]})"
         return (f"{sign}there is a factor 1/{k} too many, e.g. a division by {k} ({sizes[k]}) that does not "
-                "belong, such as the 1/n of a mean applied twice")
+                "belong: a mean where a sum belongs, or a 1/n applied twice")
     if num <= 4 and den <= 4:
         return (f"{sign}a power rule factor may be missing or extra (d/dx x**p = p * x**(p-1): 2*x for x**2, "
                 "-0.5*x**-1.5 for x**-0.5), or a factor like 2 or 1/2")
@@ -1643,7 +1667,9 @@ def _rule_variance_term(c):
     if not _fits(coefficient * xhat, error, within=LOOSE_FIT) or _max_abs(coefficient) == 0:
         return None
     n = c.d.shape[0]
-    start = (f"{c.dname} is right except for a multiple of x̂ = ({c.tname} - mean) / std in each column: the part "
+    centred = _max_abs(c.x.mean(0)) <= 1e-6 * _max_abs(c.x)  # like bndiff: the mean is already taken out
+    xhat_words = f"{c.tname} / std" if centred else f"({c.tname} - mean) / std"
+    start = (f"{c.dname} is right except for a multiple of x̂ = {xhat_words} in each column: the part "
              "of the gradient that flows through the batch variance")
     norm = _normalisation(c)
     if norm is not None and norm.dim == 0 and norm.correction == 0:
@@ -1929,6 +1955,10 @@ def _term_size(k, n):
                          ((n - 1) / n, f"as if divided by n = {n} where it divides by n-1 = {n - 1}")):
         if abs(k - ratio) < LOOSE_FIT * ratio:
             return f"is there, but {Fraction(ratio).limit_denominator(MAX_DENOMINATOR)} of its right size: {words}"
+        if abs(k - ratio**2) < LOOSE_FIT * ratio**2:
+            inverse = Fraction(1 / ratio).limit_denominator(MAX_DENOMINATOR)
+            return (f"is there, but ({Fraction(ratio).limit_denominator(MAX_DENOMINATOR)})² of its right size: as "
+                    f"if a factor {inverse} were written upside down")
     fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
     size = str(fraction) if abs(float(fraction) - k) < LOOSE_FIT * abs(k) else f"about {k:.3g}"
     return f"is there, but {size} times its right size"

@@ -54,7 +54,7 @@ environment variable CMP_STRICT=1 make every result that is not right
 Without autograd: `numerical_vjp` estimates a gradient with finite
 differences and `check_numerically` compares yours with it.
 
-Only the numbers after "maxdiff: " and "rel err: " depend on the machine;
+Only the numbers after "maxdiff: " and "rel err: ", and before "of the largest entry", depend on the machine;
 everything else this module prints is the same on every run.
 """
 import enum
@@ -285,7 +285,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=True):
             unfixed = _unfixed_shape(name, t, namespace, result)
             if unfixed:
                 result = replace(result, hint=result.hint + "\n" + unfixed, diagnosis="unfixed_shape")
-            upstream = _wrong_upstream(name, t, result)
+            upstream = None if result.values_right else _wrong_upstream(name, t, result)  # right numbers: no blame
             if upstream:
                 about_values = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) == "value"
                 step = _your_step(name, dt, t, namespace) if about_values else None
@@ -771,7 +771,7 @@ def _check(name, dt, t, atol, namespace=None):
         unseen = _invisible_branch(name, t)
         if unseen:
             return CheckResult(name, False, True, maxdiff, relerr, (
-                f"only float rounding away from the right answer (rel err: {relerr:.1e}); but `{unseen}`, checked "
+                f"only float rounding away from the right answer ({relerr:.1e} of the largest entry); but `{unseen}`, checked "
                 f"before, is computed from {tname} too and its gradient is zero up to rounding, so the numbers "
                 f"cannot tell whether your formula has the branch through `{unseen}`: make sure it does"),
                 Status.ROUNDING, diagnosis="branch_invisible")
@@ -1090,7 +1090,7 @@ def _rounding_hint(relerr, tname):
     if relerr > ZERO_ANSWER:
         return ("every value is tiny (zero up to float rounding), so torch.allclose accepts it: right if "
                 f"the loss does not depend on {tname}, whose true gradient is then 0")
-    return f"not bit-identical, only float rounding, not a mistake (rel err: {relerr:.1e})"
+    return f"not bit-identical, only float rounding, not a mistake ({relerr:.1e} of the largest entry)"
 
 
 def _close(a, b):
@@ -1426,7 +1426,7 @@ def _rule_factor_per_slice(c):
 def _rule_almost_right(c):
     if c.relerr >= ALMOST_RIGHT:
         return None
-    return (f"almost right: the differences are tiny compared to the gradient (rel err: {c.relerr:.1e}), "
+    return (f"almost right: the differences are tiny compared to the gradient ({c.relerr:.1e} of its largest entry), "
             "but some entries near zero differ by more than torch.allclose allows; is part of "
             "your computation done in another dtype or in a very different order?")
 
@@ -1584,7 +1584,11 @@ def _rule_label_and_rest_offsets(c):
             if _max_abs(part) > FIT * scale:
                 return None
     if _max_abs(on) <= FIT * scale:
-        return None  # right at the labels: another rule says more
+        if _max_abs(off) <= FIT * scale or _max_abs(c.ref[~at_label]) <= FIT * scale:
+            return None  # right, or only the labels count (dlogprobs): partly_right says where
+        return (f"{c.dname} is right at the label entries (`{name}`) and off by {_number(off.mean().item())} at "
+                "every other entry, the same amount everywhere: a term that reaches all the other classes alike "
+                "(what the target gives them, say) is missing or has the wrong size")
     if _max_abs(off) <= FIT * scale:
         return (f"{c.dname} is right except at the label entries (`{name}`), each off by "
                 f"{_number(on.mean().item())}: the term of the loss that depends on the label's own logit (or "
@@ -2394,7 +2398,7 @@ def _rule_wrong_values(c):
              "check your derivation one step at a time (a small case worked by hand helps)")
     if c.rounding is None:
         return f"wrong values: {check}"
-    return (f"wrong values (rel err: {c.relerr:.1e}, far above {c.rounding[0]} rounding, which stays near "
+    return (f"wrong values (off by {c.relerr:.1e} of the largest entry, far above {c.rounding[0]} rounding, which stays near "
             f"{c.rounding[1]:.0e}): {check}")
 
 

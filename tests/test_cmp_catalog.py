@@ -217,7 +217,7 @@ MISTAKES = [
      ["float64", "2 times"]),
     ("dlogprobs as an int tensor", "logprobs", lambda v, g: torch.zeros_like(v.logprobs, dtype=torch.long),
      "dtype+all_zeros", ["int64", "integers"]),
-    ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong_values", ["rel err: "]),
+    ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong_values", ["of the largest entry"]),
     ("dbnvar_inv wrong sign", "bnvar_inv", lambda v, g: -g["dbnvar_inv"], "constant_factor", ["-1 times"]),
     # issue 16: each used to get a false claim or only the generic message
     ("dC with index_add_ and the indices in transposed order", "C", _dC_index_add_transposed_order,
@@ -239,6 +239,11 @@ MISTAKES = [
      lambda v, g: ((F.softmax(v.logits, 1) - (0.9 * F.one_hot(v.Yb, 27) + 0.1 / 26 * (1 - F.one_hot(v.Yb, 27))))
                    / 32).detach(),
      "label_and_rest_offsets", ["at every label entry (`Yb`)", "at every other entry", "target"]),
+    ("dlogits fused with the same term added at every class but the label", "logits",  # 02's eps/K left out
+     lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27) + 0.1 / 27 * (1 - F.one_hot(v.Yb, 27)))
+                   / 32).detach(),
+     "label_and_rest_offsets", ["right at the label entries (`Yb`)", "the same amount everywhere",
+                                "all the other classes alike"]),
     ("dlogits fused divided by 27", "logits",
      lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27)) / 27).detach(), "constant_factor",
      ["32/27 times", "divided by 27 (logits.shape[1])", "divides by 32"]),

@@ -1478,10 +1478,20 @@ def _rule_tanh_from_its_input(c):
     if _explains(c.ref * (1 - c.x ** 2) / right_local, c.d, c.ref):
         return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
                 "1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
+    return None
+
+
+def _rule_tanh_slope_misread(c):
+    """For h = tanh(x): 1 - tanh(h)**2 (tanh applied twice) or (1 - h)**2 instead of 1 - h**2."""
+    if c.x is None or c.x.shape != c.d.shape:
+        return None
+    right_local = 1 - torch.tanh(c.x) ** 2
+    if (right_local == 0).any():
+        return None
     if _explains(c.ref * (1 - torch.tanh(torch.tanh(c.x)) ** 2) / right_local, c.d, c.ref):
         return (f"{c.dname} matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice: the local "
-                "derivative of tanh is evaluated wrong; the output y = tanh(x) is already there, and tanh's "
-                "derivative written with its output needs no further tanh")
+                "derivative of tanh is evaluated wrong; the output y = tanh(x) is already there: which way of "
+                "writing tanh's derivative uses it?")
     if _explains(c.ref * (1 - torch.tanh(c.x)) ** 2 / right_local, c.d, c.ref):
         return (f"{c.dname} matches (1 - y)**2 with y = tanh({c.tname}): the local derivative of tanh is evaluated "
                 "wrong: look at what is squared in it, entry by entry")
@@ -2544,10 +2554,12 @@ RULES = [
     Rule("local_derivative_only", "value", "your gradient is the local derivative alone",
          "multiply by the incoming gradient",
          "a precise formula for this step", check=_rule_local_derivative_only, local=True),
-    Rule("tanh_from_its_input", "value", "tanh's derivative taken at its input, with tanh applied twice, or as "
-         "(1 - y)**2",
+    Rule("tanh_from_its_input", "value", "tanh's derivative taken at its input, 1 - x**2",
          "1 - y**2 uses tanh's output",
          "a precise formula for this step", check=_rule_tanh_from_its_input, local=True),
+    Rule("tanh_slope_misread", "value", "tanh's derivative as 1 - tanh(y)**2 (tanh applied twice) or (1 - y)**2",
+         "the slope is evaluated wrong (without the formula)",
+         "a precise formula for this step", check=_rule_tanh_slope_misread, local=True),
     Rule("epsilon_left_out", "value", "(x + eps)**p differentiated without the eps",
          "keep the eps inside the power",
          "a precise formula for this step", check=_rule_epsilon_left_out, local=True),

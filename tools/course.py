@@ -94,8 +94,7 @@ W1 = torch.randn((n_embd * block_size, n_hidden), generator=g) * (5/3) / (n_embd
 b1 = torch.randn(n_hidden, generator=g) * 0.1  # useless before BatchNorm: here to check its gradient
 W2 = torch.randn((n_hidden, vocab_size), generator=g) * 0.1
 b2 = torch.randn(vocab_size, generator=g) * 0.1
-# The lecture draws bngain and bnbias from PyTorch's global generator, unseeded. A seeded generator
-# of their own keeps g's draws, and so the batches, the lecture's, and every run the same.
+# bngain, bnbias: from a seeded generator of their own (the lecture's are unseeded); g's draws stay the video's
 g_bn = torch.Generator().manual_seed({BN_SEED})
 bngain = torch.randn((1, n_hidden), generator=g_bn) * 0.1 + 1.0
 bnbias = torch.randn((1, n_hidden), generator=g_bn) * 0.1

@@ -671,6 +671,8 @@ def _report(result, explain=True):
     if not explain and result.status == Status.WRONG and about_values:
         _held_back = result
         measured = result.hint.split("\n")[0].split(": ")[0]
+        if result.diagnosis == "normalisation_slip":  # its first clause goes on to name the slip: keep that back
+            measured = measured.split(") with ")[0] + "), with a slip in it"
         return "\n".join(lines + ["  -> " + measured, "  -> (why it may be so: run why())"])
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
 
@@ -1390,8 +1392,8 @@ def _factor_meaning(f, sizes):
         return (f"{sign}there is a factor 1/{k} too many, e.g. a division by {k} ({sizes[k]}) that does not "
                 "belong: a mean where a sum belongs, or a 1/n applied twice")
     if num <= 4 and den <= 4:
-        return (f"{sign}a power rule factor may be missing or extra (d/dx x**p = p * x**(p-1): 2*x for x**2, "
-                "-0.5*x**-1.5 for x**-0.5), or a factor like 2 or 1/2")
+        return (f"{sign}a power rule factor may be missing or extra (the p that d/dx x**p = p * x**(p-1) brings "
+                "down), or a factor like 2 or 1/2")
     if den == 1:
         return f"{sign}a factor 1/{num} is missing"
     if num == 1:

@@ -1244,3 +1244,15 @@ def test_exercise_3_mistake_after_wrong_checks(net, grads, label, tensor, formul
         assert fact in result.hint, f"{fact!r} not in hint: {result.hint}"
     for claim in not_said:
         assert claim not in result.hint, f"{claim!r} in hint: {result.hint}"
+
+
+def test_explain_false_keeps_the_slip_of_a_normalisation_back(net, grads, capsys):
+    """In a task on your own (explain=False), the LayerNorm gain slip shows what was measured, not the slip."""
+    import cmp as cmp_module
+    _, tensor, formula, _, _ = next(m for m in EXERCISE_3_MISTAKES
+                                    if m[0] == "dx_ln with the gain pulled out of the bracket")
+    result = _exercise_3_check(net, grads, tensor, formula)
+    assert result.diagnosis == "normalisation_slip"
+    short = cmp_module._report(result, explain=False)
+    assert "normalisation along dim 1" in short and "with a slip in it" in short and "run why()" in short
+    assert "gain" not in short.split("\n", 1)[1]  # the slip itself stays for why()

@@ -295,6 +295,8 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=True):
             raise
         result = _fail(name, Status.WRONG, f"internal error in cmp ({type(err).__name__}: {err}): this is a bug "
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
+    global _held_back
+    _held_back = None  # why() explains the check just made, never an older one
     print(_report(result, explain))
     if record:
         _record(result, t, dt)
@@ -681,9 +683,10 @@ _held_back = None  # the last result whose explanation cmp(..., explain=False) k
 
 
 def why():
-    """Print the whole diagnosis of the last check made with explain=False."""
+    """Print the whole diagnosis of the last check, when it was made with explain=False and kept some back."""
     if _held_back is None:
-        print("nothing held back: why() explains the last check made with cmp(..., explain=False)")
+        print("nothing held back: why() explains the check just made, when cmp(..., explain=False) kept "
+              "part of its diagnosis back")
     else:
         print(_report(_held_back))
 
@@ -2060,8 +2063,8 @@ def _rule_rows_overwritten(c):
     used_rows = int(c.ref.any(1).sum())
     return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} just one of its "
             "contributions, as when a row that is used several times keeps only one: a write such as "
-            f"`{c.dname}[{index_name}] += {parts_name}` or `{c.dname}[i] = ...` replaces instead of adding. Add "
-            "every use: `+=` inside a loop over the positions, or one call that adds rows at given indices")
+            f"`{c.dname}[{index_name}] += {parts_name}` or `{c.dname}[i] = ...` replaces instead of adding: every "
+            "use must be added")
 
 
 def _embedding_uses(c):
@@ -2315,7 +2318,8 @@ def _rule_wrong_elementary_derivative(c):
             eps = float(f"{(base - x).median().item():.1g}")  # the constant added to t, as float rounding blurs it
             small = eps != 0 and abs(eps) <= LOOSE_FIT * _max_abs(x)  # a small constant like 1e-5: the fit decides
             base_name = f"({xname} + {eps:g})" if small else xname
-            right, what = p * base**(p - 1), f"d/dx x**{p:g} = {p:g} * x**{p - 1:g}, with x = {base_name} here"
+            right, what = p * base**(p - 1), (f"the power rule lowers the exponent and brings it down as a factor, "
+                                              f"d/dx x**p = p * x**(p-1), with x = {base_name} here")
             candidates = [(base**p, f"{base_name}**{p:g}: the exponent not lowered"),
                           (p * base**p, f"{p:g} * {base_name}**{p:g}: the exponent not lowered"),
                           (p * base**(p + 1), f"{p:g} * {base_name}**{p + 1:g}: the exponent raised, not lowered")]
@@ -2822,6 +2826,8 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True)
     """
     name = str(name)
     result = _check_numerically(name, f, x, dout, dx, h)
+    global _held_back
+    _held_back = None  # why() explains the check just made
     print(_report(result))
     if record:
         _record(result, None)

@@ -13,9 +13,11 @@ approximate  torch.allclose(dt, t.grad) with its default tolerances (cmp's atol=
              right gradient is zero up to float rounding
 maxdiff      the largest absolute difference ("-" when the shapes can't be lined up, or nothing was compared)
 
-When there is something to say, lines starting with "  -> " follow: what looks
-wrong and how to fix it (a sum over the wrong dim, a missing 1/n, a transposed
-matrix, a missing branch ...), or why an answer that is not exact is still fine.
+When there is something to say, lines starting with "  -> " follow. For a wrong
+answer, what cmp measured (a factor of 32, a missing branch, two shapes that differ,
+a transposed matrix ...); its explanation of what may have caused it waits until you
+call why(), so that you look for the cause first (hints(explain=True) shows it at
+once). For a right answer that is not exact, why that is only rounding.
 
 How the advice is found: each diagnosis is one small rule that looks at your answer,
 the right answer and the tensor itself, and speaks only when the numbers fit its
@@ -43,9 +45,7 @@ Its `status` is a `Status`:
                    old tensors (the batch or the forward pass changed after loss.backward() ran)
 Every result is remembered by name: `summary()` shows them all in one table.
 
-Less said: in a task meant to be carried out on your own, the notebook calls
-`cmp(..., explain=False)`: of a wrong answer, cmp prints what it measured and keeps
-its explanation until you call `why()`. Nothing said at all: `hints(False)` (ninja mode).
+Nothing said at all: `hints(False)` (ninja mode) leaves the lecture's three columns.
 
 Strict mode (for solutions and tests): `cmp(..., strict=True)` or the
 environment variable CMP_STRICT=1 make every result that is not right
@@ -262,7 +262,7 @@ def _grad_of(t):
 # cmp
 
 
-def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=True):
+def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=None):
     """Compare your gradient `dt` with `t.grad`, print the verdict and return a CheckResult.
 
     strict: True raises GradientError when the gradient is wrong or not done yet;
@@ -271,8 +271,9 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=True):
     atol: the absolute tolerance of torch.allclose (its default, 1e-8). Raise it only for a
           gradient that is zero up to rounding, like b1's before BatchNorm, whose rounding
           noise can exceed 1e-8.
-    explain: False for a task you carry out on your own: of a wrong answer, cmp prints what it
-          measured (the start of its diagnosis) and keeps the explanation until you call why().
+    explain: of a wrong answer, cmp prints what it measured (the start of its diagnosis) and keeps
+          the explanation until you call why(); explain=True prints it at once. None (the default)
+          follows hints(explain=...), itself False unless the environment sets CMP_EXPLAIN=1.
     """
     name = str(name)
     try:
@@ -297,7 +298,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=True):
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
     global _held_back
     _held_back = None  # why() explains the check just made, never an older one
-    print(_report(result, explain))
+    print(_report(result, _explained if explain is None else explain))
     if record:
         _record(result, t, dt)
     _raise_if_strict(result, strict)
@@ -648,19 +649,21 @@ def _with_your_consumers(case, consumers, t):
 
 
 _hints_shown = os.environ.get("CMP_HINTS", "1").strip().lower() not in ("0", "false", "no", "off")
+_explained = os.environ.get("CMP_EXPLAIN", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def hints(show=True):
-    """Ninja mode: after hints(False), cmp and check_numerically print only the lecture's columns (and "not
-    done yet"), no diagnosis; each result still holds it in result.hint. hints(True) shows them again.
-    The environment variable CMP_HINTS=0 starts with them hidden."""
-    global _hints_shown
-    _hints_shown = bool(show)
+def hints(show=True, explain=False):
+    """How much cmp says under its columns. hints(): what it measured about a wrong answer; why() then
+    gives its explanation (the default). hints(explain=True): the explanation at once, every time.
+    Ninja mode, hints(False): only the lecture's columns (and "not done yet"); each result still holds
+    its diagnosis in result.hint. The environment variables CMP_HINTS=0 and CMP_EXPLAIN=1 set the start."""
+    global _hints_shown, _explained
+    _hints_shown, _explained = bool(show), bool(explain)
 
 
 def _report(result, explain=True):
     """The main line in the lecture's layout, then one '  -> ' line per hint sentence (in ninja mode, none).
-    explain=False: of a diagnosis about the values, only what was measured (up to its first colon)."""
+    explain=False: of a diagnosis about the values or the shape, only what was measured (see _measured_part)."""
     global _held_back
     if result.kind == "numerical":
         lines = [f"{result.name:15s} | rel err: {_measured(result.relerr)} | {result.status}"]
@@ -669,14 +672,22 @@ def _report(result, explain=True):
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
     if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE):
         return "\n".join(lines)
-    about_values = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) == "value"
-    if not explain and result.status == Status.WRONG and about_values:
+    stage = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None)
+    if not explain and result.status == Status.WRONG and stage in ("value", "shape"):
         _held_back = result
-        measured = result.hint.split("\n")[0].split(": ")[0]
-        if result.diagnosis == "normalisation_slip":  # its first clause goes on to name the slip: keep that back
-            measured = measured.split(") with ")[0] + "), with a slip in it"
-        return "\n".join(lines + ["  -> " + measured, "  -> (why it may be so: run why())"])
+        return "\n".join(lines + ["  -> " + _measured_part(result), "  -> (why it may be so: run why())"])
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
+
+
+def _measured_part(result):
+    """What a diagnosis measured, without its explanation: the hint's first line up to its first colon
+    (a shape message: up to the two shapes)."""
+    clauses = result.hint.split("\n")[0].split(": ")
+    if clauses[0].startswith("right values") and len(clauses) > 1:  # "right values, wrong shape: d has shape ..."
+        return ": ".join(clauses[:2])
+    if result.diagnosis == "normalisation_slip":  # its first clause goes on to name the slip: keep that back
+        return clauses[0].split(") with ")[0] + "), with a slip in it"
+    return clauses[0]
 
 
 _held_back = None  # the last result whose explanation cmp(..., explain=False) kept back

@@ -72,12 +72,33 @@ def test_tiny_reference_passes_by_allclose_and_says_why(capsys):
 
 
 def test_wrong_result_is_false_with_hint_lines(t, capsys):
-    result = cmp("x", t.grad * 2, t)
+    result = cmp("x", t.grad * 2, t, explain=True)
     lines = capsys.readouterr().out.splitlines()
     assert MAIN_LINE.match(lines[0]) and "exact: False | approximate: False" in lines[0]
     assert len(lines) == 2 and lines[1].startswith("  -> ")
     assert not result and result.status == "wrong" and "2 times" in result.hint
     assert str(result) == "\n".join(lines)
+
+
+def test_by_default_a_wrong_answer_gets_what_was_measured_and_why_gives_the_rest(t, capsys):
+    import cmp as cmp_module
+    result = cmp("x", t.grad * 2, t)
+    assert capsys.readouterr().out.splitlines()[1:] == ["  -> dx is 2 times the right answer",
+                                                         "  -> (why it may be so: run why())"]
+    cmp_module.why()
+    assert capsys.readouterr().out == str(result) + "\n"  # the whole diagnosis
+    shape = cmp("x", t.grad.sum(0, keepdim=True), t)  # a shape: up to the two shapes
+    short = capsys.readouterr().out.splitlines()[1]
+    assert "has shape (1, 5) but x has shape (8, 5)" in short and "sum" not in short.split("shape (8, 5)")[1]
+    cmp("x", t.grad, t)
+    cmp_module.why()
+    assert capsys.readouterr().out.splitlines()[-1].startswith("nothing held back")  # never an older check
+    cmp_module.hints(explain=True)
+    try:
+        cmp("x", t.grad * 2, t)
+        assert "(why it may be so" not in capsys.readouterr().out
+    finally:
+        cmp_module.hints()
 
 
 def test_long_names_are_not_cut(t, capsys):

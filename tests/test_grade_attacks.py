@@ -207,7 +207,7 @@ ATTACKS = [
     Attack("numerical_gradient_function", "runtime_05.ipynb", "fixed_1", NUMERICAL_DLOGITS, exercise="05"),
     Attack("complex_function", "runtime_05.ipynb", "fixed_2",
            "dlogits = (counts / counts.sum(1, keepdim=True) - F.one_hot(Yb, vocab_size)) / n + 0j", exercise="05"),
-    Attack("nan_function", "runtime_05.ipynb", "fixed_3", 'dC = torch.full_like(P["C"], float("nan"))',
+    Attack("nan_function", "runtime_05.ipynb", "fixed_3", 'dW1 = torch.full_like(P["W1"], float("nan"))',
            exercise="05"),
     Attack("meta_tensor_unchecked", "runtime_05.ipynb", "clip_gradients", 'scale = torch.empty((), device="meta")',
            exercise="05"),

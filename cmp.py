@@ -1433,9 +1433,10 @@ def _rule_factor_per_slice(c):
             return None  # one constant: the constant-factor rule's case
         if (factor.abs() <= FIT * _max_abs(factor)).any():
             return None  # a slice that is all zero: left out, not scaled (the partly-right rule says where)
+        examples = "a per-column gain or 1/std" if dim == 0 else "a per-row sum or normaliser"
         return (f"{c.dname} is the right answer times a factor that is the same along dim {dim} but changes "
-                f"along the other dims: a quantity broadcast along dim {dim} (e.g. a per-column gain or 1/std, "
-                "or a per-row sum) is missing, extra or the wrong one")
+                f"along the other dims: a quantity broadcast along dim {dim} (e.g. {examples}) is missing, extra "
+                "or the wrong one")
     return None
 
 

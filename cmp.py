@@ -1445,7 +1445,8 @@ def _rule_almost_right(c):
         return None
     return (f"almost right: the differences are tiny compared to the gradient ({c.relerr:.1e} of its largest entry), "
             "but some entries near zero differ by more than torch.allclose allows; is part of "
-            "your computation done in another dtype or in a very different order?")
+            "your computation done in another dtype or in a very different order, or is a gradient it is "
+            "computed from right only up to a tolerance (a branch left out where its gradient is tiny)?")
 
 
 def _elementwise_consumer(c):

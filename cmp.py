@@ -235,6 +235,7 @@ def _wrong_upstream(name, t, this):
     to explain this one's)."""
     for other, result in _results.items():
         if (other != name and result.status == Status.WRONG and not result.values_right
+                and getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) != "shape"  # not measured: not blamed
                 and not result.maxdiff < BLAME_SIZE * this.maxdiff and _steps_back(_tensors.get(other), t)):
             return other
     return None
@@ -502,7 +503,7 @@ def _your_step(name, dt, t, namespace):
         if _max_abs(expected) <= NOISE * _max_abs(ref.to(torch.float64)):
             return None  # your earlier gradient gives (almost) nothing here, e.g. it is all zeros: the rules
                          # would take that for a tensor the loss does not depend on
-        if torch.allclose(d, expected):
+        if _step_agrees(d, expected):
             return YourStep(other, True)
         case = _case_below_your_gradient(name, d, t, expected, other, your_du, namespace)
         if case is None:
@@ -510,6 +511,12 @@ def _your_step(name, dt, t, namespace):
         rule, hint = _diagnose("value", case)
         return YourStep(other, False, rule, hint)
     return _your_step_through_a_cut(name, d, t, ref, namespace)
+
+
+def _step_agrees(d, expected):
+    """Your gradient is the right step from your earlier one, up to rounding: allclose, or off by no more than
+    rounding relative to its largest entry (a huge wrong upstream gradient makes rounding large in absolute terms)."""
+    return torch.allclose(d, expected) or _max_abs(d - expected) <= ALMOST_RIGHT * _max_abs(expected)
 
 
 def _your_step_through_a_cut(name, d, t, ref, namespace):
@@ -543,7 +550,7 @@ def _your_step_through_a_cut(name, d, t, ref, namespace):
     if _max_abs(your_sum) <= NOISE * _max_abs(ref.to(torch.float64)):
         return None
     names = tuple(other for other, *_ in parts)
-    if torch.allclose(d, your_sum):
+    if _step_agrees(d, your_sum):
         return YourStep(", ".join(wrong), True, through=names)
     dname, tname = _names(name, None, namespace)
     case = _value_case(name, d, your_sum, t, _differences(d, your_sum)[1], dname, tname, namespace)

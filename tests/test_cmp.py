@@ -907,3 +907,12 @@ def test_shape_hints_name_the_problem_not_the_call_that_fixes_it(got, want):
         result = cmp("x", dt, with_grad(ref))
     assert not result and ".sum(" not in result.hint and ".view(" not in result.hint
     assert "nan" not in printed.getvalue()
+
+
+def test_a_gradient_checked_in_a_wrong_shape_is_not_blamed(capsys):
+    """03's step 3: dbnvar checked in a wrong shape, then a dbnmeani that does not use it: cmp judges dbnmeani
+    on its own (a shape error above says nothing about the numbers below)."""
+    w, y, z, v, u = chain()
+    cmp("z", torch.stack([z.grad, z.grad]), z)  # (2, 4) for (4,): its numbers cannot be lined up
+    result = cmp("y", y.grad * 2, y)
+    assert result.diagnosis == "constant_factor" and "fix it first" not in result.hint

@@ -2353,7 +2353,7 @@ def _rule_wrong_elementary_derivative(c):
                 continue
             if _explains(c.ref + wrong - right_part, c.d, c.ref):
                 return (f"{c.dname} matches the step through `{step.consumer}` with the local derivative taken as "
-                        f"{name}; {what}")
+                        f"{name}: {what}")
     return None
 
 

@@ -235,7 +235,7 @@ def _wrong_upstream(name, t, this):
     to explain this one's)."""
     for other, result in _results.items():
         if (other != name and result.status == Status.WRONG and not result.values_right
-                and getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) != "shape"  # not measured: not blamed
+                and _stage(result) != "shape"  # not measured: not blamed
                 and not result.maxdiff < BLAME_SIZE * this.maxdiff and _steps_back(_tensors.get(other), t)):
             return other
     return None
@@ -289,7 +289,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=None):
                 result = replace(result, hint=result.hint + "\n" + unfixed, diagnosis="unfixed_shape")
             upstream = None if result.values_right else _wrong_upstream(name, t, result)  # right numbers: no blame
             if upstream:
-                about_values = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None) == "value"
+                about_values = _stage(result) == "value"
                 step = _your_step(name, dt, t, namespace) if about_values else None
                 result = _blame_upstream(result, upstream, step)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
@@ -679,11 +679,15 @@ def _report(result, explain=True):
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
     if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE):
         return "\n".join(lines)
-    stage = getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None)
-    if not explain and result.status == Status.WRONG and stage in ("value", "shape"):
+    if not explain and result.status == Status.WRONG and _stage(result) in ("value", "shape"):
         _held_back = result
         return "\n".join(lines + ["  -> " + _measured_part(result), "  -> (why it may be so: run why())"])
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
+
+
+def _stage(result):
+    """The stage of the rule that gave a result its hint (value, shape ...: see Rule), or None."""
+    return getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None)
 
 
 def _measured_part(result):
@@ -1493,14 +1497,20 @@ def _rule_local_derivative_only(c):
             f"above, d{name} (chain rule)")
 
 
-def _rule_tanh_from_its_input(c):
-    """For h = tanh(x): 1 - x**2 instead of 1 - h**2."""
+def _tanh_local_is(c, wrong_local):
+    """Your gradient is the right one for h = tanh(x) with tanh's local derivative 1 - h**2 replaced by
+    wrong_local(x) (x is the tensor, tanh's input)."""
     if c.x is None or c.x.shape != c.d.shape:
-        return None
+        return False
     right_local = 1 - torch.tanh(c.x) ** 2
     if (right_local == 0).any():
-        return None
-    if _explains(c.ref * (1 - c.x ** 2) / right_local, c.d, c.ref):
+        return False
+    return _explains(c.ref * wrong_local(c.x) / right_local, c.d, c.ref)
+
+
+def _rule_tanh_from_its_input(c):
+    """For h = tanh(x): 1 - x**2 instead of 1 - h**2."""
+    if _tanh_local_is(c, lambda x: 1 - x ** 2):
         return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
                 "1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
     return None
@@ -1508,16 +1518,11 @@ def _rule_tanh_from_its_input(c):
 
 def _rule_tanh_slope_misread(c):
     """For h = tanh(x): 1 - tanh(h)**2 (tanh applied twice) or (1 - h)**2 instead of 1 - h**2."""
-    if c.x is None or c.x.shape != c.d.shape:
-        return None
-    right_local = 1 - torch.tanh(c.x) ** 2
-    if (right_local == 0).any():
-        return None
-    if _explains(c.ref * (1 - torch.tanh(torch.tanh(c.x)) ** 2) / right_local, c.d, c.ref):
+    if _tanh_local_is(c, lambda x: 1 - torch.tanh(torch.tanh(x)) ** 2):
         return (f"{c.dname} matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice: the local "
                 "derivative of tanh is evaluated wrong; the output y = tanh(x) is already there: which way of "
                 "writing tanh's derivative uses it?")
-    if _explains(c.ref * (1 - torch.tanh(c.x)) ** 2 / right_local, c.d, c.ref):
+    if _tanh_local_is(c, lambda x: (1 - torch.tanh(x)) ** 2):
         return (f"{c.dname} matches (1 - y)**2 with y = tanh({c.tname}): the local derivative of tanh is evaluated "
                 "wrong: look at what is squared in it, entry by entry")
     return None
@@ -1990,14 +1995,12 @@ def _term_size(k, n):
         return "is missing"
     if abs(k + 1) < LOOSE_FIT:
         return "has the wrong sign"
-    for ratio, words in ((n / (n - 1), f"as if divided by n-1 = {n - 1} where it divides by n = {n}"),
-                         ((n - 1) / n, f"as if divided by n = {n} where it divides by n-1 = {n - 1}")):
+    for ratio, words in ((Fraction(n, n - 1), f"as if divided by n-1 = {n - 1} where it divides by n = {n}"),
+                         (Fraction(n - 1, n), f"as if divided by n = {n} where it divides by n-1 = {n - 1}")):
         if abs(k - ratio) < LOOSE_FIT * ratio:
-            return f"is there, but {Fraction(ratio).limit_denominator(MAX_DENOMINATOR)} of its right size: {words}"
+            return f"is there, but {ratio} of its right size: {words}"
         if abs(k - ratio**2) < LOOSE_FIT * ratio**2:
-            inverse = Fraction(1 / ratio).limit_denominator(MAX_DENOMINATOR)
-            return (f"is there, but ({Fraction(ratio).limit_denominator(MAX_DENOMINATOR)})² of its right size: as "
-                    f"if a factor {inverse} were written upside down")
+            return f"is there, but ({ratio})² of its right size: as if a factor {1 / ratio} were written upside down"
     fraction = Fraction(k).limit_denominator(MAX_DENOMINATOR)
     size = str(fraction) if abs(float(fraction) - k) < LOOSE_FIT * abs(k) else f"about {k:.3g}"
     return f"is there, but {size} times its right size"

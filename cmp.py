@@ -52,7 +52,8 @@ environment variable CMP_STRICT=1 make every result that is not right
 (including "not done") raise a `GradientError`.
 
 Without autograd: `numerical_vjp` estimates a gradient with finite
-differences and `check_numerically` compares yours with it.
+differences and `check_numerically` compares yours with it (a wrong dx: what it
+measured, and why() the rest, as for cmp).
 
 Only the numbers after "maxdiff: " and "rel err: ", and before "of the largest entry", depend on the machine;
 everything else this module prints is the same on every run.
@@ -679,7 +680,7 @@ def _report(result, explain=True):
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
     if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE):
         return "\n".join(lines)
-    if not explain and result.status == Status.WRONG and _stage(result) in ("value", "shape") \
+    if not explain and result.status in (Status.WRONG, Status.SUSPICIOUS) and _stage(result) in ("value", "shape") \
             and _measured_part(result) != result.hint:  # nothing to hold back when all of it is what was measured
         _held_back = result
         return "\n".join(lines + ["  -> " + _measured_part(result), "  -> (why it may be so: run why())"])
@@ -708,7 +709,7 @@ _held_back = None  # the last result whose explanation cmp(..., explain=False) k
 def why():
     """Print the whole diagnosis of the last check, when it was made with explain=False and kept some back."""
     if _held_back is None:
-        print("nothing held back: why() explains the check just made, when cmp(..., explain=False) kept "
+        print("nothing held back: why() explains the check just made, when cmp or check_numerically kept "
               "part of its diagnosis back")
     else:
         print(_report(_held_back))
@@ -2825,7 +2826,7 @@ def rel_error(a, b):
     return ((a - b).abs() / (a.abs() + b.abs()).clamp(min=1e-8)).max().item()
 
 
-def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True):
+def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True, explain=None):
     """Compare your dx (the gradient of sum(f(x) * dout) w.r.t. x) with finite differences.
 
     Prints `name | rel err: ... | verdict`, with cs231n's thresholds on rel_error:
@@ -2835,13 +2836,15 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True)
         1e-4 to 1e-2        "suspicious"
         above 1e-2          "wrong"
     The returned CheckResult is truthy when rel err < 1e-4 (correct or probably correct).
+    Of a suspicious or wrong dx it prints what it measured, and why() the rest, as cmp does (explain=
+    as for cmp). What it says about the estimate itself (blurred by float32 or by a kink) comes at once.
     Strict mode and record= work as for cmp. Errors raised by f itself are not caught (f must accept float64).
     """
     name = str(name)
     result = _check_numerically(name, f, x, dout, dx, h)
     global _held_back
     _held_back = None  # why() explains the check just made
-    print(_report(result))
+    print(_report(result, _explained if explain is None else explain))
     if record:
         _record(result, None)
     _raise_if_strict(result, strict)
@@ -2899,8 +2902,6 @@ def _check_numerically(name, f, x, dout, dx, h):
         blurred = _blurred_estimate(f, x, dout, d64, h, out)
         if blurred:
             return _numerical_result(name, maxdiff, err, blurred, status, "blurred_estimate")
-        if status == Status.SUSPICIOUS:
-            hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
         dout64 = torch.as_tensor(dout).detach().to(torch.float64)
         out = out.to(torch.float64)
@@ -2909,6 +2910,8 @@ def _check_numerically(name, f, x, dout, dx, h):
         rule, hint = _diagnose("value", case)
         # here the reference is a finite-difference estimate, not autograd's gradient: call it that
         hints.append(hint.replace("the right gradient", "the estimate").replace("the right answer", "the estimate"))
+        if status == Status.SUSPICIOUS:
+            hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)
 
 

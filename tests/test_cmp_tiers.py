@@ -6,8 +6,10 @@ import io
 import re
 
 import pytest
+import torch
 
 import cmp as cmp_module
+from cmp import check_numerically, hints, why
 import test_cmp_catalog as catalogue
 
 # What a fix looks like when it is given away: code, or an instruction that can be typed as it stands.
@@ -73,3 +75,34 @@ def test_why_names_the_cause_without_giving_the_fix_away(net, grads, label, run)
     assert added.strip(), "why() adds nothing to the first line"
     found = [pattern for pattern in GIVEAWAYS if re.search(pattern, added)]
     assert not found, f"why() gives the fix away ({found}): {added}"
+
+
+def test_check_numerically_keeps_its_explanation_for_why(capsys):
+    """check_numerically has cmp's two tiers: what it measured, then why() for the rest (or all at once)."""
+    x = torch.linspace(-2, 2, 12, dtype=torch.float64).view(3, 4)
+    dout = torch.linspace(1, 2, 12, dtype=torch.float64).view(3, 4)
+    local_only = 1 - torch.tanh(x)**2  # dout left out
+    result = check_numerically("tanh", torch.tanh, x, dout, local_only)
+    shown = capsys.readouterr().out.splitlines()
+    assert result.diagnosis == "local_derivative_only"
+    assert shown[1] == "  -> dx looks like the local derivative alone" and "run why()" in shown[2]
+    assert "dout" not in "\n".join(shown)
+    why()
+    assert "the gradient arriving from above, dout" in capsys.readouterr().out
+    check_numerically("tanh", torch.tanh, x, dout, local_only, explain=True)
+    assert "run why()" not in capsys.readouterr().out
+    hints(explain=True)
+    try:
+        check_numerically("tanh", torch.tanh, x, dout, local_only)
+        assert "dout" in capsys.readouterr().out
+    finally:
+        hints()
+
+
+def test_what_check_numerically_says_about_its_estimate_comes_at_once(capsys):
+    """00's lesson: a kink within h of an input blurs the estimate; that is said on the first line, not held back."""
+    xk = torch.tensor([-1.0, 0.5, 3e-6, 2.0], dtype=torch.float64)
+    ones = torch.ones(4, dtype=torch.float64)
+    result = check_numerically("relu", torch.relu, xk, ones, (xk > 0).double())
+    out = capsys.readouterr().out
+    assert result.diagnosis == "blurred_estimate" and "probably right" in out and "run why()" not in out

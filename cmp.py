@@ -25,9 +25,10 @@ explanation. All of them are in one table, RULES (near the end of this file): ea
 rule's id, when it speaks, what it says and why it stands where it does. The first
 rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
 gradient you checked earlier is wrong, was computed from this tensor (autograd's
-graph says so) and its error is large enough to explain yours, cmp adds "fix it first";
-and when the graph was kept (loss.backward(retain_graph=True)), it applies the right
-backward step to your own earlier gradient, to say whether your step from it is right.
+graph says so) and your answer is consistent with having used it, cmp says "fix it first":
+when the graph was kept (loss.backward(retain_graph=True)), it applies the right backward
+step to your own earlier gradient, to say whether your step from it is right or wrong as
+well; without the graph it can only compare the two errors (the rule table says how).
 When a gradient you checked earlier in a wrong shape is still one of your variables,
 and would broadcast silently into this one, cmp names it.
 When your batch or forward pass changed after loss.backward() ran, cmp says so
@@ -292,7 +293,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=None):
             if upstream:
                 about_values = _stage(result) == "value"
                 step = _your_step(name, dt, t, namespace) if about_values else None
-                result = _blame_upstream(result, upstream, step)
+                result = _blame_upstream(result, upstream, step, dt, t)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
         if _is_strict(strict):
             raise
@@ -368,28 +369,62 @@ def _listing(names):
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
-def _blame_upstream(result, upstream, step=None):
-    """A wrong gradient below a wrong earlier one it may be computed from: say so.
+def _blame_upstream(result, upstream, step=None, dt=None, t=None):
+    """A wrong gradient below a wrong earlier one it may be computed from: say so, as far as the numbers allow.
 
     When cmp could apply the right backward step to your own gradient of the earlier tensor (`step`, see
     _your_step), it says whether your step is right (then the error is all inherited) or what is wrong with
-    it. Otherwise: a loose value diagnosis (a factor, some rows or entries wrong) could describe only the
-    inherited error, so it is replaced; a local one (Rule.local: a precise wrong formula for this step) and a
-    shape or dtype one are the student's own: kept, with the note; without it when the rule rebuilt the whole
-    answer from right gradients (Rule.whole_answer): then the answer does not depend on the wrong one."""
+    it. Without the graph, the only evidence is your earlier gradient itself: when it is k times the right one,
+    a right step from it gives k times the right answer here (if all of this gradient flows through it), so
+    "fix it first" is said when yours is that, and "your step looks wrong as well" when it is not. Otherwise
+    the earlier error is only large enough to explain this one: it is said with "may". (Both only replace a
+    loose diagnosis, which may describe the inherited error.) A rule that rebuilt
+    your whole answer from right gradients (Rule.whole_answer) needs no note; a local one (Rule.local: a precise
+    wrong formula for this step, fitted with autograd's gradients) and a shape or dtype one are yours: kept."""
     rule = _RULES_BY_ID.get(result.diagnosis)
     if rule is not None and rule.whole_answer:
         return result
     if rule is not None and rule.stage == "value" and step is not None:
         return _judge_your_step(result, rule, step)
-    if rule is not None and rule.stage == "value" and not rule.local:
+    loose = rule is not None and rule.stage == "value" and not rule.local
+    factor = _upstream_factor(upstream) if loose else None
+    d, problem = _as_tensor(dt) if dt is not None else (None, True)
+    ref = _grad_of(t) if isinstance(t, torch.Tensor) else None
+    if factor is not None and not problem and ref is not None and d.shape == ref.shape:
+        d, ref = d.detach().to(torch.float64), ref.to(torch.float64)
+        yours = "all zeros" if factor == 0 else f"{_number(factor)} times the right one"
+        if _fits(factor * ref, d):
+            return replace(result, diagnosis="wrong_upstream", hint=(
+                f"`{upstream}`, checked before this one, is wrong too: your d{upstream} is {yours}, and so is this "
+                f"answer, as a right step from it gives when all of this gradient flows through {upstream}: fix it "
+                "first, then check this one again (fixed it already? run its check again)"))
+        return replace(result, diagnosis="wrong_upstream", hint=(
+            f"`{upstream}`, checked before this one, is wrong too: your d{upstream} is {yours}, and a right step "
+            f"from it would make this answer {yours} too if all of this gradient flows "
+            f"through {upstream}; yours is not: fix it first, and look at your step from it too, which looks wrong "
+            "as well"))
+    if loose:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
-            "its error flows into this gradient if you used it, so fix it first, then check this one again "
-            "(fixed it already? run its check again)"))
+            "if you used its gradient, its error may be all or part of this one's; fix it first, then check this "
+            "one again (fixed it already? run its check again)"))
+    if rule is not None and rule.stage == "value":  # a precise formula, fitted with autograd's gradients
+        return replace(result, hint=result.hint + (
+            f"\n`{upstream}`, checked before this one, is wrong too; what is said above fits autograd's gradient "
+            f"of {upstream}, so this answer does not seem to use yours: fix {upstream} as well"))
     return replace(result, hint=result.hint + (
-        f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, "
-        "fix it first (fixed it already? run its check again)"))
+        f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, fix it first "
+        "(fixed it already? run its check again)"))
+
+
+def _upstream_factor(upstream):
+    """k when your gradient of `upstream`, checked before, is k times the right one (0: all zeros), else None."""
+    yours, u = _answers.get(upstream), _tensors.get(upstream)
+    right = _grad_of(u) if u is not None else None
+    if yours is None or right is None or yours.shape != right.shape or not torch.isfinite(yours).all():
+        return None
+    yours, right = yours.to(torch.float64), right.to(torch.float64)
+    return 0.0 if not yours.any() else _multiple(yours, right)
 
 
 def _unfixed_shape(name, t, namespace, result):
@@ -444,7 +479,7 @@ def _judge_your_step(result, rule, step):
             f"{above}, checked before this one, is wrong too: fix it first. But your way from {yours} to {mine} "
             f"is wrong as well; compared with the right backward step applied to your {yours}:\n{step.hint}"))
     return replace(result, hint=result.hint + (
-        f"\n{above}, checked before this one, is wrong too, but its error does not explain this one: the right "
+        f"\n{above}, checked before this one, is wrong too, and your step from it is wrong as well: the right "
         f"backward step applied to your {yours} does not give your answer either"))
 
 
@@ -465,8 +500,8 @@ def _judge_your_steps(result, rule, step, mine):
             f"{mine} is wrong as well; compared with the right backward steps applied to your {yours}:\n"
             f"{step.hint}"))
     return replace(result, hint=result.hint + (
-        f"\n{above}, checked before this one, {is_are} wrong too, but that does not explain this one: the right "
-        f"backward steps applied to your {yours} do not give your answer either"))
+        f"\n{above}, checked before this one, {is_are} wrong too, and your steps from {yours} are wrong as well: "
+        f"the right backward steps applied to your {yours} do not give your answer either"))
 
 
 @dataclass(frozen=True)
@@ -2421,7 +2456,7 @@ def _rule_partly_right(c):
 
 
 def _rule_wrong_values(c):
-    check = ("check the local derivative, and the gradient arriving from above that the chain rule takes" if c.consumers else
+    check = ("check the local derivative and the gradient arriving from above" if c.consumers else
              "check your derivation one step at a time (a small case worked by hand helps)")
     if c.rounding is None:
         return f"wrong values: {check}"
@@ -2659,9 +2694,12 @@ RULES = [
          "that step)", "replaces the diagnosis against the right answer, which may describe only the inherited "
          "error; kept when only that one explains your answer and the step's says just what differs"),
     Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
-         "large enough to explain this one (and the rules above cannot be used)", "fix it first",
+         "large enough to explain this one (and the rules above cannot be used: no graph)",
+         "your earlier gradient is k times the right one: 'fix it first' when yours is k times the right one too "
+         "(what a right step gives when all of the gradient flows through it), else 'fix it first, and your step "
+         "looks wrong as well'; when it is no such multiple: its error 'may' be all or part of this one's",
          "replaces a loose value diagnosis, which may describe only the inherited error; a local one is kept, "
-         "with a note"),
+         "with a note that it fits autograd's gradient, not yours (so no 'fix it first')"),
     Rule("internal_error", "after", "cmp itself failed", "a bug in cmp, not necessarily in your gradient",
          "a safety net around everything"),
 ]

@@ -765,7 +765,8 @@ def test_below_a_wrong_gradient_only_the_blame_is_given_for_values(capsys):
     w, y, z, v, u = chain()
     cmp("z", z.grad * 2, z)
     result = cmp("y", y.grad * 2, y)
-    assert result.diagnosis == "wrong_upstream" and "2 times" not in result.hint
+    assert result.diagnosis == "wrong_upstream" and "dy is 2 times" not in result.hint  # not its own diagnosis
+    assert "your dz is 2 times the right one, and so is this answer" in result.hint
     assert "fix it first, then check this one again" in result.hint
     shape = cmp("w", w.grad.view(4, 1), w)  # right numbers in a wrong shape: the slip is the student's own
     assert shape.diagnosis == "keepdim" and "fix it first" not in shape.hint

@@ -504,7 +504,8 @@ def test_a_local_mistake_keeps_its_diagnosis_below_a_wrong_gradient(net, grads, 
     _checked_right_except(net, grads, "hprebn", {"dbnvar": -grads["dbnvar"]})
     result = cmp("hprebn", _dhprebn_fused(net, grads, bessel=False), net.hprebn)
     assert result.diagnosis == "variance_term" and "Bessel" in result.hint
-    assert "if your formula uses its gradient, fix it first" in result.hint
+    assert "fits autograd's gradient of bnvar, so this answer does not seem to use yours" in result.hint
+    assert "fix it first" not in result.hint  # its value is not what a wrong dbnvar would give
 
 
 def test_a_nonzero_right_gradient_is_never_called_zero(net, grads, capsys):
@@ -611,6 +612,24 @@ def _case_blamed_upstream_graph_freed(net, grads):
     plain = forward()
     cmp("logits", grads["dlogits"] * 2, plain.logits)
     return cmp("h", grads["dh"] * 2, plain.h)
+
+
+def _case_step_wrong_below_a_wrong_dlogits(net, grads):
+    """Graph kept: dlogits twice the right one, and dh from it three times what the right step gives."""
+    _check_everything_before(net, grads, "logits")
+    cmp("logits", grads["dlogits"] * 2, net.logits)
+    return cmp("h", grads["dh"] * 6, net.h)
+
+
+def _case_below_a_wrong_dlogits_graph_freed(factor, noisy=False):
+    """Graph freed: dlogits twice the right one (or wrong by noise, not a factor), dh `factor` times the right one:
+    consistent with a right step from it only when factor is 2."""
+    def run(net, grads):
+        plain = forward()
+        noise = torch.randn(plain.logits.shape, generator=torch.Generator().manual_seed(3)) * 1e-2
+        cmp("logits", grads["dlogits"] + noise if noisy else grads["dlogits"] * 2, plain.logits)
+        return cmp("h", grads["dh"] * factor, plain.h)
+    return run
 
 
 def _case_dC_demonstration_below_a_wrong_demb(net, grads):
@@ -910,10 +929,20 @@ OTHER_CASES = [
      ["`logits`, checked before this one, is wrong too", "your way from dlogits to dh is right", "fix it first"],
      _case_blamed_upstream),
     ("dh below a wrong dlogits, graph freed", "wrong_upstream",
-     ["`logits`, checked before this one, is wrong too", "fix it first"], _case_blamed_upstream_graph_freed),
+     ["`logits`, checked before this one, is wrong too", "your dlogits is 2 times the right one, and so is this "
+      "answer", "fix it first"], _case_blamed_upstream_graph_freed),
+    ("dh 3 times too big below a dlogits 2 times too big, graph freed", "wrong_upstream",
+     ["your dlogits is 2 times the right one", "if all of this gradient flows through logits; yours is not",
+      "your step from it too, which looks wrong as well"], _case_below_a_wrong_dlogits_graph_freed(3)),
+    ("dh below a dlogits wrong by noise, graph freed", "wrong_upstream",
+     ["`logits`, checked before this one, is wrong too", "its error may be all or part of this one's"],
+     _case_below_a_wrong_dlogits_graph_freed(2, noisy=True)),
+    ("dh 6 times too big below a dlogits 2 times too big, graph kept", "step_wrong_too+constant_factor",
+     ["`logits`, checked before this one, is wrong too: fix it first", "your way from dlogits to dh is wrong as well",
+      "dh is 3 times the right answer"], _case_step_wrong_below_a_wrong_dlogits),
     ("dC[Xb] += emb.grad below a wrong demb", "rows_overwritten",
      ["each wrong row holds just one of its contributions", "`emb`, checked before this one, is wrong too",
-      "its error does not explain this one"], _case_dC_demonstration_below_a_wrong_demb),
+      "your step from it is wrong as well"], _case_dC_demonstration_below_a_wrong_demb),
     ("dC[Xb] += demb with a wrong demb", "step_wrong_too+rows_overwritten",
      ["`emb`, checked before this one, is wrong too: fix it first", "your way from demb to dC is wrong as well",
       "each wrong row holds just one of its contributions"], _case_dC_overwritten_below_a_wrong_demb),

@@ -783,11 +783,12 @@ def _names(name, dt=None, namespace=None):
 
 
 def _is_gradient_name(variable, tname):
-    """True for names like dlogits, grad_lse or dl for the tensor logits, l_lse or l_one."""
+    """True for names like dlogits, grad_lse or dl for the tensor logits, l_lse or l_one, and for a variant such
+    as dhprebn_paths (03 checks it as "hprebn (paths)")."""
     for prefix in ("grad_", "d_", "d"):
         if variable.startswith(prefix):
             rest = variable[len(prefix):]
-            return rest == tname or rest in tname.split("_")
+            return rest == tname or rest.startswith(tname + "_") or rest in tname.split("_")
     return False
 
 
@@ -1372,6 +1373,17 @@ def _rule_right_answer_is_zero(c):
         return None
     return (f"the right gradient of {c.tname} is zero up to float rounding (the loss does not depend on "
             f"{c.tname}), but {c.dname} is not: the contributions in your formula should cancel")
+
+
+def _rule_noise_around_zero(c):
+    """The right gradient is rounding noise, and so is yours, only larger: the numbers cannot judge the formula."""
+    if not _zero_up_to_rounding(c) or not _zero_up_to_rounding(replace(c, ref=c.d)) or not c.ref.any():
+        return None
+    ratio = _max_abs(c.d) / _max_abs(c.ref)
+    return (f"{c.dname} and the right gradient of {c.tname} are both zero up to float rounding, yours with "
+            f"{ratio:.0f} times larger noise (largest entry {_max_abs(c.d):.1e}): the loss does not depend on "
+            f"{c.tname}, so its true gradient is 0, and noise this small cannot show whether your formula has a "
+            "wrong factor or sign: judge it by its structure, not by these numbers")
 
 
 def _rule_transposed(c):
@@ -2265,6 +2277,23 @@ def _rule_swapped_operand(c):
             return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the "
                     f"{what} in the forward pass used `{saved_names[0]}`: in a product, the local derivative "
                     "with respect to one factor is the other factor, as the forward pass had it")
+        swapped = _swapped_incoming(c, step, right_operand, right)
+        if swapped:
+            return swapped
+    return None
+
+
+def _swapped_incoming(c, step, operand, right):
+    """The step into a product with another gradient of your notebook where d<consumer> belongs (dh for dhpreact)."""
+    for key, candidate in c.in_scope:
+        if (not key.startswith("d") or candidate.shape != step.incoming.shape
+                or _fits(candidate, step.incoming) or _max_abs(candidate) == 0):
+            continue
+        wrong = _step_contribution(replace(step, incoming=candidate), operand, c.d.shape)
+        if wrong is not None and _explains(c.ref + wrong - right, c.d, c.ref):
+            return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` as the "
+                    f"gradient arriving at `{step.consumer}`: the chain rule takes the gradient that arrives at "
+                    "this product's own output, not one from another step")
     return None
 
 
@@ -2570,6 +2599,10 @@ RULES = [
     Rule("right_answer_is_zero", "value", "the right gradient is rounding noise, yours is not",
          "the contributions should cancel",
          "before factors: a factor of noise means nothing", check=_rule_right_answer_is_zero),
+    Rule("noise_around_zero", "value", "the right gradient is rounding noise, and yours is too (tiny next to the "
+         "gradients flowing in), only larger", "both are zero up to rounding: the numbers cannot judge a factor or "
+         "sign, the formula's structure can", "after right_answer_is_zero, before factors and 'right in 94%': "
+         "entries of noise say nothing", check=_rule_noise_around_zero),
     Rule("transposed", "value", "square, and its transpose is the right answer",
          "it is the transpose",
          "an exact fact about the values", check=_rule_transposed),
@@ -2585,7 +2618,8 @@ RULES = [
     Rule("constant_offset", "value", "every entry is off by the same amount", "how much (ones instead of zeros?)",
          "exact; before the broadcast pattern, of which it is the simplest case", check=_rule_constant_offset),
     Rule("swapped_operand", "value", "the step into a checked product (a * b, a @ b) fits exactly with another "
-         "tensor of your notebook in place of the one the forward pass saved", "which tensor, which was saved, and the product rule's 'the other factor'",
+         "tensor of your notebook in place of the one the forward pass saved, or another gradient of your notebook "
+         "in place of the product's own", "which tensor was used, which belongs there, and the rule it breaks",
          "exact, read from autograd's graph; before the patterns it also shows", check=_rule_swapped_operand,
          local=True),
     Rule("square_transpose", "value", "your gradient is a product of two of your notebook's matrices, and the "

@@ -273,6 +273,13 @@ MISTAKES = [
      lambda v, g: (v.bngain * v.bnvar_inv * g["dhpreact"]).detach(), "one_path_only",
      ["dhprebn is dbnraw times a factor that is the same along dim 0", "only the path through `bnraw`",
       "whose terms are missing"]),
+    # a student's reports
+    ("dbngain with dh where dhpreact belongs", "bngain",
+     lambda v, g: (v.bnraw * g["dh"]).sum(0, keepdim=True).detach(), "swapped_operand",
+     ["dbngain matches the step through `hpreact` with `dh` as the gradient arriving at `hpreact`", "chain rule"]),
+    ("db1 as 5 * dhprebn.sum(0)", "b1", lambda v, g: 5 * g["dhprebn"].sum(0), "noise_around_zero",
+     ["db1 and the right gradient of b1 are both zero up to float rounding", "5 times larger noise",
+      "cannot show whether your formula has a wrong factor"]),
 ]
 NOT_DONE = [
     ("dlogprobs not done", "logprobs", lambda v, g: ..., ["`...`"]),
@@ -506,6 +513,14 @@ def test_a_local_mistake_keeps_its_diagnosis_below_a_wrong_gradient(net, grads, 
     assert result.diagnosis == "variance_term" and "Bessel" in result.hint
     assert "fits autograd's gradient of bnvar, so this answer does not seem to use yours" in result.hint
     assert "fix it first" not in result.hint  # its value is not what a wrong dbnvar would give
+
+
+def test_a_variant_of_a_gradient_is_called_by_its_own_name(net, grads, capsys):
+    """03 checks `cmp("hprebn (paths)", dhprebn_paths, hprebn)`: its messages say dhprebn_paths, not dhprebn."""
+    notebook = _exercise_3_notebook(net, grads, "hprebn")
+    notebook.update(cmp=cmp, dhprebn_paths=(notebook["bnvar_inv"] * notebook["dbnraw"]).detach())
+    exec('result = cmp("hprebn (paths)", dhprebn_paths, hprebn, strict=False)', notebook)
+    assert "dhprebn_paths" in notebook["result"].hint and "dhprebn " not in notebook["result"].hint
 
 
 def test_a_nonzero_right_gradient_is_never_called_zero(net, grads, capsys):

@@ -25,9 +25,10 @@ explanation. All of them are in one table, RULES (near the end of this file): ea
 rule's id, when it speaks, what it says and why it stands where it does. The first
 rule that fits gives the hint, and its id is kept in `result.diagnosis`. When a
 gradient you checked earlier is wrong, was computed from this tensor (autograd's
-graph says so) and its error is large enough to explain yours, cmp adds "fix it first";
-and when the graph was kept (loss.backward(retain_graph=True)), it applies the right
-backward step to your own earlier gradient, to say whether your step from it is right.
+graph says so) and your answer is consistent with having used it, cmp says "fix it first":
+when the graph was kept (loss.backward(retain_graph=True)), it applies the right backward
+step to your own earlier gradient, to say whether your step from it is right or wrong as
+well; without the graph it can only compare the two errors (the rule table says how).
 When a gradient you checked earlier in a wrong shape is still one of your variables,
 and would broadcast silently into this one, cmp names it.
 When your batch or forward pass changed after loss.backward() ran, cmp says so
@@ -52,7 +53,8 @@ environment variable CMP_STRICT=1 make every result that is not right
 (including "not done") raise a `GradientError`.
 
 Without autograd: `numerical_vjp` estimates a gradient with finite
-differences and `check_numerically` compares yours with it.
+differences and `check_numerically` compares yours with it (a wrong dx: what it
+measured, and why() the rest, as for cmp).
 
 Only the numbers after "maxdiff: " and "rel err: ", and before "of the largest entry", depend on the machine;
 everything else this module prints is the same on every run.
@@ -291,7 +293,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=None):
             if upstream:
                 about_values = _stage(result) == "value"
                 step = _your_step(name, dt, t, namespace) if about_values else None
-                result = _blame_upstream(result, upstream, step)
+                result = _blame_upstream(result, upstream, step, dt, t)
     except Exception as err:  # a safety net: a bug in cmp must not look like a bug in your answer
         if _is_strict(strict):
             raise
@@ -367,28 +369,62 @@ def _listing(names):
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
-def _blame_upstream(result, upstream, step=None):
-    """A wrong gradient below a wrong earlier one it may be computed from: say so.
+def _blame_upstream(result, upstream, step=None, dt=None, t=None):
+    """A wrong gradient below a wrong earlier one it may be computed from: say so, as far as the numbers allow.
 
     When cmp could apply the right backward step to your own gradient of the earlier tensor (`step`, see
     _your_step), it says whether your step is right (then the error is all inherited) or what is wrong with
-    it. Otherwise: a loose value diagnosis (a factor, some rows or entries wrong) could describe only the
-    inherited error, so it is replaced; a local one (Rule.local: a precise wrong formula for this step) and a
-    shape or dtype one are the student's own: kept, with the note; without it when the rule rebuilt the whole
-    answer from right gradients (Rule.whole_answer): then the answer does not depend on the wrong one."""
+    it. Without the graph, the only evidence is your earlier gradient itself: when it is k times the right one,
+    a right step from it gives k times the right answer here (if all of this gradient flows through it), so
+    "fix it first" is said when yours is that, and "your step looks wrong as well" when it is not. Otherwise
+    the earlier error is only large enough to explain this one: it is said with "may". (Both only replace a
+    loose diagnosis, which may describe the inherited error.) A rule that rebuilt
+    your whole answer from right gradients (Rule.whole_answer) needs no note; a local one (Rule.local: a precise
+    wrong formula for this step, fitted with autograd's gradients) and a shape or dtype one are yours: kept."""
     rule = _RULES_BY_ID.get(result.diagnosis)
     if rule is not None and rule.whole_answer:
         return result
     if rule is not None and rule.stage == "value" and step is not None:
         return _judge_your_step(result, rule, step)
-    if rule is not None and rule.stage == "value" and not rule.local:
+    loose = rule is not None and rule.stage == "value" and not rule.local
+    factor = _upstream_factor(upstream) if loose else None
+    d, problem = _as_tensor(dt) if dt is not None else (None, True)
+    ref = _grad_of(t) if isinstance(t, torch.Tensor) else None
+    if factor is not None and not problem and ref is not None and d.shape == ref.shape:
+        d, ref = d.detach().to(torch.float64), ref.to(torch.float64)
+        yours = "all zeros" if factor == 0 else f"{_number(factor)} times the right one"
+        if _fits(factor * ref, d):
+            return replace(result, diagnosis="wrong_upstream", hint=(
+                f"`{upstream}`, checked before this one, is wrong too: your d{upstream} is {yours}, and so is this "
+                f"answer, as a right step from it gives when all of this gradient flows through {upstream}: fix it "
+                "first, then check this one again (fixed it already? run its check again)"))
+        return replace(result, diagnosis="wrong_upstream", hint=(
+            f"`{upstream}`, checked before this one, is wrong too: your d{upstream} is {yours}, and a right step "
+            f"from it would make this answer {yours} too if all of this gradient flows "
+            f"through {upstream}; yours is not: fix it first, and look at your step from it too, which looks wrong "
+            "as well"))
+    if loose:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
-            "its error flows into this gradient if you used it, so fix it first, then check this one again "
-            "(fixed it already? run its check again)"))
+            "if you used its gradient, its error may be all or part of this one's; fix it first, then check this "
+            "one again (fixed it already? run its check again)"))
+    if rule is not None and rule.stage == "value":  # a precise formula, fitted with autograd's gradients
+        return replace(result, hint=result.hint + (
+            f"\n`{upstream}`, checked before this one, is wrong too; what is said above fits autograd's gradient "
+            f"of {upstream}, so this answer does not seem to use yours: fix {upstream} as well"))
     return replace(result, hint=result.hint + (
-        f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, "
-        "fix it first (fixed it already? run its check again)"))
+        f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, fix it first "
+        "(fixed it already? run its check again)"))
+
+
+def _upstream_factor(upstream):
+    """k when your gradient of `upstream`, checked before, is k times the right one (0: all zeros), else None."""
+    yours, u = _answers.get(upstream), _tensors.get(upstream)
+    right = _grad_of(u) if u is not None else None
+    if yours is None or right is None or yours.shape != right.shape or not torch.isfinite(yours).all():
+        return None
+    yours, right = yours.to(torch.float64), right.to(torch.float64)
+    return 0.0 if not yours.any() else _multiple(yours, right)
 
 
 def _unfixed_shape(name, t, namespace, result):
@@ -443,7 +479,7 @@ def _judge_your_step(result, rule, step):
             f"{above}, checked before this one, is wrong too: fix it first. But your way from {yours} to {mine} "
             f"is wrong as well; compared with the right backward step applied to your {yours}:\n{step.hint}"))
     return replace(result, hint=result.hint + (
-        f"\n{above}, checked before this one, is wrong too, but its error does not explain this one: the right "
+        f"\n{above}, checked before this one, is wrong too, and your step from it is wrong as well: the right "
         f"backward step applied to your {yours} does not give your answer either"))
 
 
@@ -464,8 +500,8 @@ def _judge_your_steps(result, rule, step, mine):
             f"{mine} is wrong as well; compared with the right backward steps applied to your {yours}:\n"
             f"{step.hint}"))
     return replace(result, hint=result.hint + (
-        f"\n{above}, checked before this one, {is_are} wrong too, but that does not explain this one: the right "
-        f"backward steps applied to your {yours} do not give your answer either"))
+        f"\n{above}, checked before this one, {is_are} wrong too, and your steps from {yours} are wrong as well: "
+        f"the right backward steps applied to your {yours} do not give your answer either"))
 
 
 @dataclass(frozen=True)
@@ -679,7 +715,8 @@ def _report(result, explain=True):
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
     if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE):
         return "\n".join(lines)
-    if not explain and result.status == Status.WRONG and _stage(result) in ("value", "shape"):
+    if not explain and result.status in (Status.WRONG, Status.SUSPICIOUS) and _stage(result) in ("value", "shape") \
+            and _measured_part(result) != result.hint:  # nothing to hold back when all of it is what was measured
         _held_back = result
         return "\n".join(lines + ["  -> " + _measured_part(result), "  -> (why it may be so: run why())"])
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
@@ -707,7 +744,7 @@ _held_back = None  # the last result whose explanation cmp(..., explain=False) k
 def why():
     """Print the whole diagnosis of the last check, when it was made with explain=False and kept some back."""
     if _held_back is None:
-        print("nothing held back: why() explains the check just made, when cmp(..., explain=False) kept "
+        print("nothing held back: why() explains the check just made, when cmp or check_numerically kept "
               "part of its diagnosis back")
     else:
         print(_report(_held_back))
@@ -746,11 +783,12 @@ def _names(name, dt=None, namespace=None):
 
 
 def _is_gradient_name(variable, tname):
-    """True for names like dlogits, grad_lse or dl for the tensor logits, l_lse or l_one."""
+    """True for names like dlogits, grad_lse or dl for the tensor logits, l_lse or l_one, and for a variant such
+    as dhprebn_paths (03 checks it as "hprebn (paths)")."""
     for prefix in ("grad_", "d_", "d"):
         if variable.startswith(prefix):
             rest = variable[len(prefix):]
-            return rest == tname or rest in tname.split("_")
+            return rest == tname or rest.startswith(tname + "_") or rest in tname.split("_")
     return False
 
 
@@ -976,16 +1014,16 @@ def _shape_keepdim(c):
         return f"{values}{c.start}: {_missing_size_1_dim(got, want)}"
     extra = [i for i, size in enumerate(got) if size == 1 and got[:i] + got[i + 1:] == want]
     where = f" (dim {extra[0]})" if extra else ""
-    return (f"{values}{c.start}: it has a size-1 dim{where} that {c.tname} does not have; if it came from a sum, "
-            "that sum kept a dim that should go")
+    return (f"{values}{c.start}: it has a size-1 dim{where} that {c.tname} does not have, as when a sum that "
+            "collects a broadcast's gradients leaves the summed dim in place; a gradient has its tensor's shape")
 
 
 def _shape_size_1_dim_moved(c):
     got, want = tuple(c.d.shape), tuple(c.ref.shape)
     if len(got) != len(want) or _squeeze(got) != _squeeze(want) or c.right_values:
         return None
-    return (f"{c.start}: the size-1 dim is in the wrong place; if you summed, you summed over the wrong dim "
-            f"(sum over the dim along which {c.tname} was broadcast, keeping its shape)")
+    return (f"{c.start}: the size-1 dim is in the wrong place, as when a sum runs over the wrong dim; along "
+            f"which dim did the forward pass broadcast {c.tname}?")
 
 
 def _shape_transposed(c):
@@ -996,8 +1034,8 @@ def _shape_transposed(c):
 
 def _shape_reshaped(c):
     if c.right_values:
-        return (f"the numbers are right but in the wrong shape: {c.start}; give them {c.tname}'s shape, "
-                "keeping their order (a view, not a transpose)")
+        return (f"the numbers are right but in the wrong shape: {c.start}; they are in the right order: the "
+                "forward pass changed only the shape, so its backward pass only changes it back")
     return None
 
 
@@ -1006,12 +1044,13 @@ def _shape_sum_broadcast_dims(c):
     if dims is None:
         return None
     lead, keep = dims
-    how = _sum_words(lead, keep)
     if _close(_sum_to(c.d, lead, keep), c.ref):
         return (f"{c.start}: {c.tname} has fewer entries than what it meets in the forward pass (it, or a tensor "
-                f"computed from it, was broadcast), so its gradient is summed over the broadcast dims: {how}")
-    return (f"{c.start}; summing would fix the shape ({how}), but the values would still be wrong, "
-            "so check the formula too")
+                "computed from it, was broadcast), so each of its entries was used several times, and the "
+                f"gradients of a number used several times add up; along which dims was {c.tname} broadcast, and "
+                "which of them does its shape keep as size 1?")
+    return (f"{c.start}: {c.tname} was broadcast in the forward pass, so its gradient collects the gradients of "
+            "every use; but collected that way, your numbers would still be wrong: check the formula too")
 
 
 def _shape_needs_broadcast(c):
@@ -1022,9 +1061,8 @@ def _shape_needs_broadcast(c):
     except RuntimeError:
         return None
     values = "right values once broadcast: " if _close(c.d.expand(c.ref.shape), c.ref) else ""
-    return (f"{values}{c.start}: every entry of {c.tname} needs its own gradient; where the same value goes to "
-            f"a whole row or column, broadcast it to {tuple(c.ref.shape)}, and sum only over dims along which "
-            f"{c.tname} itself was broadcast")
+    return (f"{values}{c.start}: every entry of {c.tname} needs its own gradient, even where a whole row or "
+            f"column gets the same value; only the dims along which {c.tname} itself was broadcast are summed")
 
 
 def _shape_matmul_order(c):
@@ -1034,8 +1072,8 @@ def _shape_matmul_order(c):
 
 
 def _shape_other(c):
-    return (f"{c.start}: a gradient always has the shape of its tensor; if you summed, check the dim "
-            "(sum over the dims along which it was broadcast)")
+    return (f"{c.start}: a gradient always has the shape of its tensor; if you summed, along which dim did the "
+            f"forward pass broadcast {c.tname}?")
 
 
 
@@ -1044,9 +1082,9 @@ def _missing_size_1_dim(got, want):
     """What a shape without want's size-1 dim means, in words (no code: the fix is the answer line)."""
     for i, size in enumerate(want):
         if size == 1 and want[:i] + want[i + 1:] == got:
-            return (f"the size-1 dim {i} is missing; if it came from a sum over dim {i}, the "
-                    "sum dropped the dim that broadcasting needs: keep it (as size 1); otherwise put it back")
-    return "a size-1 dim is missing; if it came from a sum, keep the summed dim"
+            return (f"the size-1 dim {i} is missing, as when a sum that collects a broadcast's gradients drops "
+                    "the dim it runs over; a gradient has its tensor's shape, size-1 dims included")
+    return "a size-1 dim is missing, as when a sum drops the dim it runs over"
 
 
 _TRANSPOSE_FIX = ("check which operand you transposed and in which order you multiplied: "
@@ -1080,20 +1118,6 @@ def _sum_to(d, lead, keep):
     if keep:
         d = d.sum(tuple(keep), keepdim=True)
     return d
-
-
-def _sum_words(lead, keep):
-    """Which dims to sum, in words (no code: the sum is the whole answer line), e.g. 'sum over dim 0, dropping
-    it; then over dim 1 of what is left, keeping it as a size-1 dim'."""
-    parts = []
-    if lead:
-        which = f"dim {lead[0]}" if len(lead) == 1 else f"dims {', '.join(map(str, lead))}"
-        parts.append(f"over {which}, dropping {'it' if len(lead) == 1 else 'them'}")
-    if keep:
-        which = f"dim {keep[0]}" if len(keep) == 1 else f"dims {', '.join(map(str, keep))}"
-        left = " of what is left" if lead else ""
-        parts.append(f"over {which}{left}, keeping {'it as a size-1 dim' if len(keep) == 1 else 'them as size-1 dims'}")
-    return "sum " + "; then ".join(parts)
 
 
 def _dtype_hint(d, ref, right_values, dname, tname):
@@ -1351,6 +1375,17 @@ def _rule_right_answer_is_zero(c):
             f"{c.tname}), but {c.dname} is not: the contributions in your formula should cancel")
 
 
+def _rule_noise_around_zero(c):
+    """The right gradient is rounding noise, and so is yours, only larger: the numbers cannot judge the formula."""
+    if not _zero_up_to_rounding(c) or not _zero_up_to_rounding(replace(c, ref=c.d)) or not c.ref.any():
+        return None
+    ratio = _max_abs(c.d) / _max_abs(c.ref)
+    return (f"{c.dname} and the right gradient of {c.tname} are both zero up to float rounding, yours with "
+            f"{ratio:.0f} times larger noise (largest entry {_max_abs(c.d):.1e}): the loss does not depend on "
+            f"{c.tname}, so its true gradient is 0, and noise this small cannot show whether your formula has a "
+            "wrong factor or sign: judge it by its structure, not by these numbers")
+
+
 def _rule_transposed(c):
     if c.d.dim() == 2 and c.d.shape[0] == c.d.shape[1] and _close(c.d.T, c.ref):
         return ("this is the transpose of the right answer; check which operand you transposed and in which "
@@ -1414,8 +1449,8 @@ def _factor_meaning(f, sizes):
     if k is not None and k >= 3 and k in sizes:
         if den == 1:
             return f"{sign}a factor 1/{k} is missing, e.g. the 1/n of a mean over n = {k} items ({sizes[k]})"
-        return (f"{sign}there is a factor 1/{k} too many, e.g. a division by {k} ({sizes[k]}) that does not "
-                "belong: a mean where a sum belongs, or a 1/n applied twice")
+        return (f"{sign}there is a factor 1/{k} too many, e.g. a division by {k} ({sizes[k]}): a mean where a sum "
+                "belongs, or a 1/n applied twice")
     if num <= 4 and den <= 4:
         return (f"{sign}a power rule factor may be missing or extra (the p that d/dx x**p = p * x**(p-1) brings "
                 "down), or a factor like 2 or 1/2")
@@ -1455,7 +1490,7 @@ def _rule_almost_right(c):
     if c.relerr >= ALMOST_RIGHT:
         return None
     return (f"almost right: the differences are tiny compared to the gradient ({c.relerr:.1e} of its largest entry), "
-            "but some entries near zero differ by more than torch.allclose allows; is part of "
+            "but some entries near zero differ by more than allclose allows; is part of "
             "your computation done in another dtype or in a very different order, or is a gradient it is "
             "computed from right only up to a tolerance (a branch left out where its gradient is tiny)?")
 
@@ -1493,8 +1528,8 @@ def _rule_local_derivative_only(c):
     name, incoming, used = found
     if used.sum() < 1 or not _explains(c.ref[used] / incoming[used], c.d[used], c.ref[used]):
         return None
-    return (f"{c.dname} looks like the local derivative alone: multiply it by the gradient arriving from "
-            f"above, d{name} (chain rule)")
+    return (f"{c.dname} looks like the local derivative alone: the chain rule has two factors, and the "
+            f"gradient arriving from above, d{name}, is not in yours")
 
 
 def _tanh_local_is(c, wrong_local):
@@ -1536,8 +1571,7 @@ def _rule_epsilon_left_out(c):
     for power in (1.5, 0.5, 1.0, 2.0):
         if _explains(c.ref * ratio ** power, c.d, c.ref):
             return (f"{c.dname} is right except near small values of {c.tname}: the local derivative leaves out "
-                    f"the {BN_EPS:g} that the forward pass adds to {c.tname} before raising it to a power; "
-                    "keep it inside the power")
+                    f"the {BN_EPS:g} that the forward pass adds to {c.tname} before raising it to a power")
     return None
 
 
@@ -1725,7 +1759,7 @@ def _rule_variance_term(c):
                 "your derivation")
     size = None if share is None else 1 - share  # the variance part's size, relative to the right one
     if size is not None and abs(size - n / (n - 1)) < SHARE_FIT * size:
-        return (f"{start} is {n}/{n - 1} of its right size: a factor n/(n-1) too many (n = {n}). The forward pass "
+        return (f"{start} is {n}/{n - 1} of its right size: a factor {n}/{n - 1} too many. The forward pass "
                 f"divides the variance by n-1 = {n - 1} (Bessel's correction), and that factor goes into this part "
                 "once: has it gone in twice?")
     if share is not None and abs(share - 1) < SHARE_FIT:
@@ -1751,8 +1785,8 @@ def _variance_term_dividing_by_n(c, norm, start):
                 "or x - mean in place of x̂) were missing or extra in it")
     reused = (f"from a variance divided by n-1 = {n - 1}, where this forward pass divides by n = {n} (e.g. "
               "reused from a layer with Bessel's correction)")
-    known = ((n / (n - 1), f"{n}/{n - 1}", f"this forward pass divides the variance by n = {n}, so the coefficient "
-              "n/(n-1) of the last term (Bessel's correction) does not belong here"),
+    known = ((n / (n - 1), f"{n}/{n - 1}", f"as with Bessel's correction, but this forward pass divides the "
+              f"variance by n = {n}, not n-1: what coefficient does the last term get then?"),
              ((n - 1) / n, f"{n - 1}/{n}",
               f"as when both x̂ and the sum of it (such as the gain's gradient) come {reused}"),
              (((n - 1) / n) ** 0.5, f"√({n - 1}/{n})", f"as when x̂, or the sum of it (such as the gain's gradient), "
@@ -1841,8 +1875,8 @@ def _rule_normalisation_slip(c):
                     if count_slip:
                         slips.append(count_slip)
                     if gain_outside and norm.gain.shape[dim] > 1:
-                        slips.append(f"the gain taken out of the sums as a factor: it changes along dim {dim}, the dim "
-                                     f"the sums run over, so it stays inside them")
+                        slips.append(f"the gain taken out of the sums as a factor, though it changes along dim {dim}, "
+                                     "the dim the sums run over: can a factor that changes along a sum leave it?")
                     if slips and _explains(candidate, c.d, c.ref):
                         return (f"{c.dname} matches the fused formula of a normalisation along dim {dim} (each {group} "
                                 "on its own, as the right answer shows) with " + "; and ".join(slips))
@@ -1856,15 +1890,17 @@ def _count_choices(n, wrong_n, group, correction):
     counted = f"the number of entries normalised together (those of each {group})"
     if not correction:
         return [(n, 1.0, ""),
-                (wrong_n, 1.0, f"n = {wrong_n} where it is {n}, {counted}"),
-                (n, n / (n - 1), f"a coefficient n/(n-1) = {n}/{n - 1} on the variance part: this forward pass divides "
-                                 f"its variance by n = {n}, not n-1, so the coefficient is 1")]
+                (wrong_n, 1.0, f"n = {wrong_n}, where n is {counted}"),
+                (n, n / (n - 1), f"a coefficient {n}/{n - 1} on the variance part, as Bessel's correction gives: this "
+                                 f"forward pass divides its variance by n = {n}, not n-1")]
     return [(n, n / (n - 1), ""),
-            (wrong_n, wrong_n / (wrong_n - 1), f"n = {wrong_n} where it is {n}, {counted}"),
-            (wrong_n, n / (n - 1), f"n = {wrong_n} in s/n and n*g but {n} in n/(n-1): n is {n} everywhere, {counted}"),
-            (n, wrong_n / (wrong_n - 1), f"n = {wrong_n} in n/(n-1) but {n} elsewhere: n is {n} everywhere, {counted}"),
-            (n, 1.0, f"the coefficient n/(n-1) = {n}/{n - 1} of the variance part left out: it comes from the "
-                     f"forward pass's division by n-1 = {n - 1} (Bessel's correction)")]
+            (wrong_n, wrong_n / (wrong_n - 1), f"n = {wrong_n}, where n is {counted}"),
+            (wrong_n, n / (n - 1), f"n = {wrong_n} in s/n and n*g but {n} in the variance part's coefficient: n is "
+                                   f"one number throughout, {counted}"),
+            (n, wrong_n / (wrong_n - 1), f"n = {wrong_n} in the variance part's coefficient but {n} elsewhere: n is "
+                                         f"one number throughout, {counted}"),
+            (n, 1.0, f"the variance part without the coefficient that the forward pass's division by n-1 = {n - 1} "
+                     "(Bessel's correction) leaves there")]
 
 
 @dataclass(frozen=True)
@@ -1897,12 +1933,11 @@ def _sum_slips(sum_g, sum_gx, g_name, xhat_name, dim):
         slips.append(f"both sums (of {other_dim[0]} and of {other_dim[1]}) taken over dim {1 - dim} where the right "
                      f"formula sums over dim {dim}")
     if other_dim:
-        slips[-1] += " (with keepdim=True either dim gives a shape that broadcasts, so only the values show it)"
+        slips[-1] += " (a sum that keeps its dim as size 1 broadcasts over either dim, so only the values show it)"
     for choice, what in sums:
         if choice.kind == "not summed":
             slips.append(f"`{choice.name}` {tuple(choice.values.shape)} in place of the sum of {what} over dim {dim}: "
-                         f"`{choice.name}` was not summed, and broadcasting spread it without an error; sum it with "
-                         f".sum({dim}, keepdim=True)")
+                         f"`{choice.name}` was not summed, and broadcasting spread it without an error")
     return slips
 
 
@@ -2062,8 +2097,8 @@ def _rule_same_local_derivative_for_a_sum(c):
         for key, values in tensors:
             if values.shape == yours.shape and _multiple(yours, values) is not None:
                 return (f"`{name}` sums the entries of {c.tname} (times a constant), so every entry has the same "
-                        f"local derivative; yours ({c.dname} / d{name}) is a multiple of `{key}`, a tensor: use the "
-                        "constant of the sum instead")
+                        f"local derivative; yours ({c.dname} / d{name}) is a multiple of `{key}`, a tensor: a sum "
+                        "treats all its terms alike, so its local derivative holds no tensor")
         return None  # a local derivative that changes, but no tensor explains it
     return None
 
@@ -2129,8 +2164,8 @@ def _rule_contributions_in_wrong_rows(c):
     if not c.leaf or c.d.dim() != 2 or not _column_sums_right(c) or _embedding_uses(c) is None:
         return None  # the right answer must be made of rows added by index (found in your notebook)
     return (f"every contribution is in {c.dname} (each column sums to the right total), but some went to the "
-            "wrong rows: the indices and the gradients are paired in different orders (flatten both the same "
-            "way)")
+            "wrong rows: the indices and the gradients are paired wrongly, as when the two are listed in "
+            "different orders")
 
 
 def _column_sums_right(c):
@@ -2146,7 +2181,7 @@ def _rule_constant_offset(c):
     amount = error.mean().item()
     start = f"every entry of {c.dname} is {_number(abs(amount))} too {'high' if amount > 0 else 'low'}"
     if abs(amount - 1.0) <= FIT:
-        return f"{start}: did it start from ones (torch.ones_like) instead of zeros?"
+        return f"{start}: did it start from ones instead of zeros?"
     return f"{start}: a constant is added or left out"
 
 
@@ -2240,8 +2275,25 @@ def _rule_swapped_operand(c):
             saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
             what = "matmul" if step.op == "MmBackward0" else "multiplication"
             return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the "
-                    f"{what} in the forward pass used `{saved_names[0]}`: use the tensor the "
-                    "forward pass multiplied by")
+                    f"{what} in the forward pass used `{saved_names[0]}`: in a product, the local derivative "
+                    "with respect to one factor is the other factor, as the forward pass had it")
+        swapped = _swapped_incoming(c, step, right_operand, right)
+        if swapped:
+            return swapped
+    return None
+
+
+def _swapped_incoming(c, step, operand, right):
+    """The step into a product with another gradient of your notebook where d<consumer> belongs (dh for dhpreact)."""
+    for key, candidate in c.in_scope:
+        if (not key.startswith("d") or candidate.shape != step.incoming.shape
+                or _fits(candidate, step.incoming) or _max_abs(candidate) == 0):
+            continue
+        wrong = _step_contribution(replace(step, incoming=candidate), operand, c.d.shape)
+        if wrong is not None and _explains(c.ref + wrong - right, c.d, c.ref):
+            return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` as the "
+                    f"gradient arriving at `{step.consumer}`: the chain rule takes the gradient that arrives at "
+                    "this product's own output, not one from another step")
     return None
 
 
@@ -2331,10 +2383,10 @@ def _rule_wrong_elementary_derivative(c):
             y = step.saved["result"]
             yname = (_names_in_scope(c, y) or [step.consumer])[0]
         if step.op == "ExpBackward0":
-            right, what = y, f"exp's derivative is exp itself: the output the forward pass saved, `{yname}`"
+            right, what = y, "exp's derivative is exp itself, and the forward pass has computed it already"
             candidates = [(x, xname), (-x, f"-{xname}"), (-y, f"-{yname}"), (torch.ones_like(x), "1")]
         elif step.op == "TanhBackward0":
-            right, what = 1 - y**2, f"tanh's derivative is 1 - y**2 with its output y, here `{yname}`"
+            right, what = 1 - y**2, "tanh's derivative is 1 - y**2, written with its output y"
             candidates = [(1 + y**2, f"1 + {yname}**2"), (1 - y, f"1 - {yname}"), (y, yname), (1 - x, f"1 - {xname}")]
         elif step.op == "PowBackward0":
             base, p = step.saved["self"], step.saved["exponent"].item()
@@ -2405,8 +2457,8 @@ def _rule_partly_right(c):
                    "is missing there (a branch, or a factor of the local derivative that is 0 where it should not be)")
     elif nonzero_where_zero and not zero_where_not:
         pattern = (f"{c.dname} is non-zero in {_plural(nonzero_where_zero, 'entry')} where the right gradient is exactly "
-                   "0: did you forget to multiply by the incoming gradient (chain rule), or give gradient to "
-                   "entries the loss does not use?")
+                   "0: is the incoming gradient of the chain rule missing, or does gradient go to entries the "
+                   "loss does not use?")
     if pattern is None and 0 < n_right < total:
         for name, u, grad in c.consumers:
             if grad.shape == c.d.shape and torch.equal(grad != 0, ~close):
@@ -2433,7 +2485,7 @@ def _rule_partly_right(c):
 
 
 def _rule_wrong_values(c):
-    check = ("check the local derivative and the gradient you multiply it by" if c.consumers else
+    check = ("check the local derivative and the gradient arriving from above" if c.consumers else
              "check your derivation one step at a time (a small case worked by hand helps)")
     if c.rounding is None:
         return f"wrong values: {check}"
@@ -2492,25 +2544,28 @@ RULES = [
     Rule("shape_from_an_earlier_gradient", "shape", "a gradient of a tensor computed from this one has the wrong "
          "shape, and broadcast with this tensor's shape it gives yours", "where the shape went wrong",
          "the cause, before the slips it makes this shape look like", check=_shape_from_an_earlier_gradient),
-    Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "which size-1 dim is missing or extra, and that a sum keeps or drops it",
+    Rule("keepdim", "shape", "the shapes differ by a size-1 dim only", "which size-1 dim is missing or extra, and which kind of sum leaves that shape",
          "the most common shape slip, and the cheapest to test", check=_shape_keepdim),
     Rule("transposed_shape", "shape", "your gradient, transposed, is the right answer",
          "it is the transpose: check the operand order", "a fact about the values, before guesses from shapes",
          check=_shape_transposed),
     Rule("size_1_dim_moved", "shape", "same dims apart from where the size-1 dim is, wrong values",
-         "you summed over the wrong dim", "after keepdim, which covers the right values in a wrong shape",
+         "as when a sum runs over the wrong dim: along which dim was the tensor broadcast?", "after keepdim, which covers the right values in a wrong shape",
          check=_shape_size_1_dim_moved),
-    Rule("reshaped", "shape", "the same numbers in another shape", "give them the tensor's shape, keeping their order",
+    Rule("reshaped", "shape", "the same numbers in another shape", "their order is right; only the shape is not",
          "after the more specific shape slips above", check=_shape_reshaped),
     Rule("sum_broadcast_dims", "shape", "the tensor broadcasts to your gradient's shape",
-         "sum over the broadcast dims (and whether that would give the right values)",
+         "the tensor was broadcast, so the gradients of its uses add up; along which dims? (or: the values are "
+         "wrong as well)",
          "a gradient of the forward pass's broadcast shape", check=_shape_sum_broadcast_dims),
-    Rule("needs_broadcast", "shape", "your gradient broadcasts to the tensor's shape", "broadcast it",
+    Rule("needs_broadcast", "shape", "your gradient broadcasts to the tensor's shape",
+         "every entry needs its own gradient",
          "the opposite of the rule above", check=_shape_needs_broadcast),
     Rule("matmul_order", "shape", "2-d, and transposed it would have the right shape",
          "the matmul may be in the wrong order", "a guess from shapes only: after every fact",
          check=_shape_matmul_order),
-    Rule("shape", "shape", "any other shape", "a gradient has the shape of its tensor", "the last resort",
+    Rule("shape", "shape", "any other shape", "a gradient has the shape of its tensor; along which dim was it "
+         "broadcast?", "the last resort",
          check=_shape_other),
     # dtype: right shape, other dtype
     Rule("dtype", "dtype", "the dtype differs from t.grad's", "which dtype to use, and whether the values are right",
@@ -2544,6 +2599,10 @@ RULES = [
     Rule("right_answer_is_zero", "value", "the right gradient is rounding noise, yours is not",
          "the contributions should cancel",
          "before factors: a factor of noise means nothing", check=_rule_right_answer_is_zero),
+    Rule("noise_around_zero", "value", "the right gradient is rounding noise, and yours is too (tiny next to the "
+         "gradients flowing in), only larger", "both are zero up to rounding: the numbers cannot judge a factor or "
+         "sign, the formula's structure can", "after right_answer_is_zero, before factors and 'right in 94%': "
+         "entries of noise say nothing", check=_rule_noise_around_zero),
     Rule("transposed", "value", "square, and its transpose is the right answer",
          "it is the transpose",
          "an exact fact about the values", check=_rule_transposed),
@@ -2559,7 +2618,8 @@ RULES = [
     Rule("constant_offset", "value", "every entry is off by the same amount", "how much (ones instead of zeros?)",
          "exact; before the broadcast pattern, of which it is the simplest case", check=_rule_constant_offset),
     Rule("swapped_operand", "value", "the step into a checked product (a * b, a @ b) fits exactly with another "
-         "tensor of your notebook in place of the one the forward pass saved", "which tensor, and which was saved",
+         "tensor of your notebook in place of the one the forward pass saved, or another gradient of your notebook "
+         "in place of the product's own", "which tensor was used, which belongs there, and the rule it breaks",
          "exact, read from autograd's graph; before the patterns it also shows", check=_rule_swapped_operand,
          local=True),
     Rule("square_transpose", "value", "your gradient is a product of two of your notebook's matrices, and the "
@@ -2581,7 +2641,7 @@ RULES = [
          "the chain rule multiplies",
          "a precise formula for this step", check=_rule_added_instead_of_multiplied, local=True),
     Rule("local_derivative_only", "value", "your gradient is the local derivative alone",
-         "multiply by the incoming gradient",
+         "the chain rule's other factor, the gradient arriving from above, is missing",
          "a precise formula for this step", check=_rule_local_derivative_only, local=True),
     Rule("tanh_from_its_input", "value", "tanh's derivative taken at its input, 1 - x**2",
          "1 - y**2 uses tanh's output",
@@ -2590,7 +2650,7 @@ RULES = [
          "the slope is evaluated wrong (without the formula)",
          "a precise formula for this step", check=_rule_tanh_slope_misread, local=True),
     Rule("epsilon_left_out", "value", "(x + eps)**p differentiated without the eps",
-         "keep the eps inside the power",
+         "the eps the forward pass adds is left out",
          "a precise formula for this step", check=_rule_epsilon_left_out, local=True),
     Rule("power_rule_added", "value", "p + x**(p-1) instead of p * x**(p-1)",
          "the power rule multiplies",
@@ -2617,7 +2677,7 @@ RULES = [
     Rule("normalisation_slip", "value", "a fused BatchNorm or LayerNorm gradient (the right answer is the fused "
          "formula of a tensor of your notebook): yours is that formula with a sum over the other dim, a tensor not "
          "summed in place of a sum, the other dim's n (in some places or all), n/(n-1) left out, or the gain outside "
-         "sums along which it changes", "which of these slips, and the fix",
+         "sums along which it changes", "which of these slips, as a concept or a question (no fix)",
          "exact; after variance_term, whose Bessel message is the more telling one for BatchNorm's columns",
          check=_rule_normalisation_slip, local=True, whole_answer=True),
     Rule("branch_off", "value", "what is missing is a checked gradient, broadcast",
@@ -2630,11 +2690,11 @@ RULES = [
          "slice", "the branch through that tensor is missing or has the wrong local derivative",
          "as above, for the error", check=_rule_branch_per_slice),
     Rule("same_local_derivative_for_a_sum", "value", "a sum's local derivative taken as a multiple of a tensor",
-         "use the sum's constant",
+         "a sum's local derivative holds no tensor",
          "a precise formula for this step", check=_rule_same_local_derivative_for_a_sum, local=True),
     Rule("contributions_in_wrong_rows", "value", "an embedding table (its indices and gradients found in your "
          "notebook) whose column sums are right",
-         "every use was added, some to the wrong rows", "before rows_overwritten, which needs lost contributions",
+         "every use was added, some to the wrong rows (indices and gradients paired wrongly)", "before rows_overwritten, which needs lost contributions",
          check=_rule_contributions_in_wrong_rows),
     Rule("rows_overwritten", "value", "an embedding table: some rows right, each other row exactly one of its "
          "contributions (the indices and gradients found in your notebook)",
@@ -2652,7 +2712,7 @@ RULES = [
          "where it is right, and what the pattern says",
          "a description, not a cause: near the end", check=_rule_partly_right),
     Rule("wrong_values", "value", "nothing above fits",
-         "check the local derivative and the gradient you multiply it by",
+         "check the local derivative and the gradient arriving from above",
          "the last resort", check=_rule_wrong_values),
     # after: added to a result
     Rule("unfixed_shape", "after", "a gradient checked before in a wrong shape is still one of your variables, and "
@@ -2668,9 +2728,12 @@ RULES = [
          "that step)", "replaces the diagnosis against the right answer, which may describe only the inherited "
          "error; kept when only that one explains your answer and the step's says just what differs"),
     Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
-         "large enough to explain this one (and the rules above cannot be used)", "fix it first",
+         "large enough to explain this one (and the rules above cannot be used: no graph)",
+         "your earlier gradient is k times the right one: 'fix it first' when yours is k times the right one too "
+         "(what a right step gives when all of the gradient flows through it), else 'fix it first, and your step "
+         "looks wrong as well'; when it is no such multiple: its error 'may' be all or part of this one's",
          "replaces a loose value diagnosis, which may describe only the inherited error; a local one is kept, "
-         "with a note"),
+         "with a note that it fits autograd's gradient, not yours (so no 'fix it first')"),
     Rule("internal_error", "after", "cmp itself failed", "a bug in cmp, not necessarily in your gradient",
          "a safety net around everything"),
 ]
@@ -2835,7 +2898,7 @@ def rel_error(a, b):
     return ((a - b).abs() / (a.abs() + b.abs()).clamp(min=1e-8)).max().item()
 
 
-def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True):
+def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True, explain=None):
     """Compare your dx (the gradient of sum(f(x) * dout) w.r.t. x) with finite differences.
 
     Prints `name | rel err: ... | verdict`, with cs231n's thresholds on rel_error:
@@ -2845,13 +2908,15 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True)
         1e-4 to 1e-2        "suspicious"
         above 1e-2          "wrong"
     The returned CheckResult is truthy when rel err < 1e-4 (correct or probably correct).
+    Of a suspicious or wrong dx it prints what it measured, and why() the rest, as cmp does (explain=
+    as for cmp). What it says about the estimate itself (blurred by float32 or by a kink) comes at once.
     Strict mode and record= work as for cmp. Errors raised by f itself are not caught (f must accept float64).
     """
     name = str(name)
     result = _check_numerically(name, f, x, dout, dx, h)
     global _held_back
     _held_back = None  # why() explains the check just made
-    print(_report(result))
+    print(_report(result, _explained if explain is None else explain))
     if record:
         _record(result, None)
     _raise_if_strict(result, strict)
@@ -2909,8 +2974,6 @@ def _check_numerically(name, f, x, dout, dx, h):
         blurred = _blurred_estimate(f, x, dout, d64, h, out)
         if blurred:
             return _numerical_result(name, maxdiff, err, blurred, status, "blurred_estimate")
-        if status == Status.SUSPICIOUS:
-            hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
         dout64 = torch.as_tensor(dout).detach().to(torch.float64)
         out = out.to(torch.float64)
@@ -2919,6 +2982,8 @@ def _check_numerically(name, f, x, dout, dx, h):
         rule, hint = _diagnose("value", case)
         # here the reference is a finite-difference estimate, not autograd's gradient: call it that
         hints.append(hint.replace("the right gradient", "the estimate").replace("the right answer", "the estimate"))
+        if status == Status.SUSPICIOUS:
+            hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)
 
 

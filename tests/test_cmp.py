@@ -145,26 +145,22 @@ def test_no_reference_before_backward_and_without_requires_grad(capsys):
     assert result.status == "no reference" and "str" in result.hint
 
 
-@pytest.mark.parametrize("got, want, words", [
-    ((32, 64), (1, 64), ["sum over dim 0, keeping it as a size-1 dim"]),
-    ((32, 64), (64,), ["sum over dim 0, dropping it"]),
-    ((32, 27), (32, 1), ["sum over dim 1, keeping it as a size-1 dim"]),
-    ((4, 32, 64), (1, 64), ["sum over dim 0, dropping it; then over dim 0 of what is left, keeping it"]),
-])
-def test_sum_over_broadcast_dims_is_named(got, want, words):
+@pytest.mark.parametrize("got, want", [((32, 64), (1, 64)), ((32, 64), (64,)), ((32, 27), (32, 1)),
+                                       ((4, 32, 64), (1, 64))])
+def test_a_gradient_of_the_broadcast_shape_is_told_why_it_is_summed_not_how(got, want):
     dt = torch.randn(got, generator=torch.Generator().manual_seed(1))
     ref = dt.sum(tuple(range(len(got) - len(want)))) if len(got) > len(want) else dt
     keep = tuple(i for i, size in enumerate(want) if size == 1 and ref.shape[i] != 1)
     ref = ref.sum(keep, keepdim=True) if keep else ref
     result = cmp("x", dt, with_grad(ref))
-    assert not result and "broadcast" in result.hint
-    for word in words:
-        assert word in result.hint
+    assert not result and result.diagnosis == "sum_broadcast_dims"
+    assert "broadcast" in result.hint and "add up" in result.hint
+    assert "dim 0" not in result.hint and "dim 1" not in result.hint and "keepdim" not in result.hint  # the fix is yours
 
 
 def test_sum_that_would_still_be_wrong_says_so():
     result = cmp("x", torch.ones(32, 64), with_grad(torch.zeros(1, 64)))
-    assert not result and "summing would fix the shape" in result.hint and "still be wrong" in result.hint
+    assert not result and "collects the gradients of every use" in result.hint and "still be wrong" in result.hint
 
 
 def test_keepdim_lecture_bnmeani_case_is_false_although_values_broadcast_equal(capsys):
@@ -172,7 +168,8 @@ def test_keepdim_lecture_bnmeani_case_is_false_although_values_broadcast_equal(c
     result = cmp("bnmeani", ref.view(64).clone(), with_grad(ref))
     assert torch.all(ref.view(64) == ref).item()  # the lecture's cmp said True here
     assert not result and not result.exact and not result.approx
-    assert "dropped the dim that broadcasting needs: keep it" in result.hint and "right values" in result.hint
+    assert "the size-1 dim 0 is missing" in result.hint and "drops the dim it runs over" in result.hint
+    assert "right values" in result.hint
     assert result.maxdiff == 0.0
 
 
@@ -697,23 +694,6 @@ def test_a_constant_factor_is_named_exactly(num, den, negative, seed):
     assert result.diagnosis == "constant_factor" and f"dx is {factor} times the right answer" in result.hint
 
 
-@settings(max_examples=60, deadline=None)
-@given(want=st.lists(st.integers(1, 4), min_size=1, max_size=3), lead=st.integers(0, 2), data=st.data())
-def test_summing_as_the_hint_says_gives_the_right_shape(want, lead, data):
-    want = tuple(want)
-    got = tuple(data.draw(st.integers(2, 4)) for _ in range(lead)) + tuple(
-        data.draw(st.sampled_from([1, 3])) if size == 1 else size for size in want)
-    assume(got != want)
-    dt = torch.randn(got, dtype=torch.float64)
-    with contextlib.redirect_stdout(io.StringIO()):
-        result = cmp("x", dt, with_grad(torch.zeros(want, dtype=torch.float64)))
-    assert result.diagnosis == "sum_broadcast_dims", result.hint
-    summed = dt
-    for dims, how in re.findall(r"over dims? ([\d, ]+?)(?: of what is left)?, (dropping|keeping)", result.hint):
-        summed = summed.sum(tuple(int(d) for d in dims.split(",")), keepdim=how == "keeping")
-    assert summed.shape == want
-
-
 def test_a_size_1_dim_in_the_wrong_place_is_a_sum_over_the_wrong_dim():
     X, dY = torch.randn(3, 3, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64)
     result = cmp("col", (X * dY).sum(0, keepdim=True), with_grad((X * dY).sum(1, keepdim=True)))
@@ -723,7 +703,7 @@ def test_a_size_1_dim_in_the_wrong_place_is_a_sum_over_the_wrong_dim():
 
 def test_a_missing_size_1_dim_does_not_claim_a_sum():
     result = cmp("x", torch.ones(4), with_grad(torch.ones(4, 1)))
-    assert result.diagnosis == "keepdim" and "if it came from a sum" in result.hint and "the size-1 dim 1 is missing" in result.hint
+    assert result.diagnosis == "keepdim" and "as when a sum" in result.hint and "the size-1 dim 1 is missing" in result.hint
 
 
 def test_a_single_number_is_not_explained_by_a_constant_factor():
@@ -785,7 +765,8 @@ def test_below_a_wrong_gradient_only_the_blame_is_given_for_values(capsys):
     w, y, z, v, u = chain()
     cmp("z", z.grad * 2, z)
     result = cmp("y", y.grad * 2, y)
-    assert result.diagnosis == "wrong_upstream" and "2 times" not in result.hint
+    assert result.diagnosis == "wrong_upstream" and "dy is 2 times" not in result.hint  # not its own diagnosis
+    assert "your dz is 2 times the right one, and so is this answer" in result.hint
     assert "fix it first, then check this one again" in result.hint
     shape = cmp("w", w.grad.view(4, 1), w)  # right numbers in a wrong shape: the slip is the student's own
     assert shape.diagnosis == "keepdim" and "fix it first" not in shape.hint

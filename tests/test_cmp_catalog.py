@@ -127,10 +127,10 @@ MISTAKES = [
      ["dlogprobs", "chain rule"]),
     ("dprobs times 1.01", "probs", lambda v, g: g["dprobs"] * 1.01, "constant_factor", ["101/100 times"]),
     ("dcounts_sum_inv missing the sum", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).detach(),
-     "sum_broadcast_dims", ["(32, 27)", "(32, 1)", "sum over dim 1, keeping it as a size-1 dim"]),
+     "sum_broadcast_dims", ["(32, 27)", "(32, 1)", "was broadcast", "used several times"]),
     ("dcounts_sum_inv missing keepdim", "counts_sum_inv", lambda v, g: (v.counts * g["dprobs"]).sum(1).detach(),
-     "keepdim", ["right values", "(32,)", "the size-1 dim 1 is missing", "the sum dropped the dim that "
-                                     "broadcasting needs"]),
+     "keepdim", ["right values", "(32,)", "the size-1 dim 1 is missing", "a sum that collects a broadcast's "
+                                     "gradients drops the dim it runs over"]),
     ("dcounts_sum power rule sign", "counts_sum", lambda v, g: (v.counts_sum**-2 * g["dcounts_sum_inv"]).detach(),
      "constant_factor", ["-1 times"]),
     ("dcounts missing the sum branch", "counts", _dcounts("first only"), "branch_off", ["`counts_sum`", "missing"]),
@@ -150,7 +150,7 @@ MISTAKES = [
     ("dW2 with operands swapped", "W2", lambda v, g: (g["dlogits"].T @ v.h).detach(), "transposed_shape",
      ["(27, 64)"]),
     ("db2 summed over dim 1", "b2", lambda v, g: g["dlogits"].sum(1), "shape", ["(32,)", "(27,)"]),
-    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "sum_broadcast_dims", ["sum over dim 0, dropping it"]),
+    ("db2 not summed", "b2", lambda v, g: g["dlogits"], "sum_broadcast_dims", ["(32, 27)", "add up"]),
     ("db2 summed with keepdim", "b2", lambda v, g: g["dlogits"].sum(0, keepdim=True), "keepdim", ["right values"]),
     ("dhpreact wrong sign", "hpreact", lambda v, g: ((v.h**2 - 1.0) * g["dh"]).detach(), "constant_factor",
      ["-1 times"]),
@@ -165,13 +165,13 @@ MISTAKES = [
     ("dhpreact adds dh instead of multiplying", "hpreact", lambda v, g: ((1.0 - v.h**2) + g["dh"]).detach(),
      "added_instead_of_multiplied", ["PLUS", "dh", "multiplies"]),
     ("dbngain without sum", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).detach(), "sum_broadcast_dims",
-     ["sum over dim 0, keeping it as a size-1 dim"]),
+     ["along which dims was bngain broadcast"]),
     ("dbngain without keepdim", "bngain", lambda v, g: (v.bnraw * g["dhpreact"]).sum(0).detach(), "keepdim",
      ["(64,)", "(1, 64)"]),
     ("dbnbias without sum", "bnbias", lambda v, g: g["dhpreact"], "sum_broadcast_dims",
-     ["sum over dim 0, keeping it as a size-1 dim"]),
+     ["along which dims was bnbias broadcast"]),
     ("dbnvar_inv missing the sum", "bnvar_inv", lambda v, g: (v.bndiff * g["dbnraw"]).detach(), "sum_broadcast_dims",
-     ["sum over dim 0, keeping it as a size-1 dim"]),
+     ["(32, 64)", "(1, 64)", "add up"]),
     ("dbnvar missing the -0.5", "bnvar", lambda v, g: ((v.bnvar + 1e-5)**-1.5 * g["dbnvar_inv"]).detach(),
      "constant_factor", ["-2 times", "power rule"]),
     ("dbnvar without the 1e-5", "bnvar", lambda v, g: (-0.5 * v.bnvar**-1.5 * g["dbnvar_inv"]).detach(),
@@ -201,9 +201,9 @@ MISTAKES = [
      ["(64, 30)"]),
     ("dembcat transposed answer", "embcat", lambda v, g: (v.W1 @ g["dhprebn"].T).detach(), "transposed_shape", []),
     ("db1 summed over dim 1", "b1", lambda v, g: g["dhprebn"].sum(1), "shape", ["(32,)", "(64,)"]),
-    ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", "give them emb's shape, keeping their order"]),
+    ("demb without view", "emb", lambda v, g: g["dembcat"], "reshaped", ["(32, 30)", "they are in the right order", "changed only the shape"]),
     ("demb viewed as (32, 10, 3)", "emb", lambda v, g: g["dembcat"].view(32, 10, 3), "reshaped",
-     ["(32, 3, 10)", "keeping their order"]),
+     ["(32, 3, 10)", "in the right order"]),
     ("dC with dC[Xb] += demb", "C", _dC_advanced_index, "rows_overwritten",
      ["right in 9 of the 21 rows that get a gradient", "each wrong row holds just one of its contributions",
       "`dC[Xb] += demb` or `dC[i] = ...`", "every use must be added"]),
@@ -251,7 +251,7 @@ MISTAKES = [
      ["1/3 times", "a division by 3 (emb.shape[1])"]),
     # issue 19
     ("dC started from ones", "C", lambda v, g: g["dC"] + 1, "constant_offset",
-     ["every entry of dC is 1 too high", "torch.ones_like"]),
+     ["every entry of dC is 1 too high", "from ones instead of zeros"]),
     ("dW1 with dembcat where embcat belongs", "W1", lambda v, g: g["dembcat"].T @ g["dhprebn"], "swapped_operand",
      ["`dembcat` where the matmul in the forward pass used `embcat`", "`hprebn`"]),
     ("dbndiff with bnvar where bnvar_inv belongs", "bndiff",
@@ -259,7 +259,7 @@ MISTAKES = [
      ["`bnvar` where the multiplication in the forward pass used `bnvar_inv`"]),
     ("dnorm_logits with exp's derivative taken as -norm_logits", "norm_logits",
      lambda v, g: (-v.norm_logits * g["dcounts"]).detach(), "wrong_elementary_derivative",
-     ["local derivative taken as -norm_logits", "exp itself", "`counts`"]),
+     ["local derivative taken as -norm_logits", "exp itself", "computed it already"]),
     ("dbnvar with the exponent not lowered", "bnvar",
      lambda v, g: ((v.bnvar + 1e-5)**-0.5 * g["dbnvar_inv"]).detach(), "wrong_elementary_derivative",
      ["(bnvar + 1e-05)**-0.5: the exponent not lowered", "p * x**(p-1), with x = (bnvar + 1e-05) here"]),
@@ -273,6 +273,13 @@ MISTAKES = [
      lambda v, g: (v.bngain * v.bnvar_inv * g["dhpreact"]).detach(), "one_path_only",
      ["dhprebn is dbnraw times a factor that is the same along dim 0", "only the path through `bnraw`",
       "whose terms are missing"]),
+    # a student's reports
+    ("dbngain with dh where dhpreact belongs", "bngain",
+     lambda v, g: (v.bnraw * g["dh"]).sum(0, keepdim=True).detach(), "swapped_operand",
+     ["dbngain matches the step through `hpreact` with `dh` as the gradient arriving at `hpreact`", "chain rule"]),
+    ("db1 as 5 * dhprebn.sum(0)", "b1", lambda v, g: 5 * g["dhprebn"].sum(0), "noise_around_zero",
+     ["db1 and the right gradient of b1 are both zero up to float rounding", "5 times larger noise",
+      "cannot show whether your formula has a wrong factor"]),
 ]
 NOT_DONE = [
     ("dlogprobs not done", "logprobs", lambda v, g: ..., ["`...`"]),
@@ -504,7 +511,16 @@ def test_a_local_mistake_keeps_its_diagnosis_below_a_wrong_gradient(net, grads, 
     _checked_right_except(net, grads, "hprebn", {"dbnvar": -grads["dbnvar"]})
     result = cmp("hprebn", _dhprebn_fused(net, grads, bessel=False), net.hprebn)
     assert result.diagnosis == "variance_term" and "Bessel" in result.hint
-    assert "if your formula uses its gradient, fix it first" in result.hint
+    assert "fits autograd's gradient of bnvar, so this answer does not seem to use yours" in result.hint
+    assert "fix it first" not in result.hint  # its value is not what a wrong dbnvar would give
+
+
+def test_a_variant_of_a_gradient_is_called_by_its_own_name(net, grads, capsys):
+    """03 checks `cmp("hprebn (paths)", dhprebn_paths, hprebn)`: its messages say dhprebn_paths, not dhprebn."""
+    notebook = _exercise_3_notebook(net, grads, "hprebn")
+    notebook.update(cmp=cmp, dhprebn_paths=(notebook["bnvar_inv"] * notebook["dbnraw"]).detach())
+    exec('result = cmp("hprebn (paths)", dhprebn_paths, hprebn, strict=False)', notebook)
+    assert "dhprebn_paths" in notebook["result"].hint and "dhprebn " not in notebook["result"].hint
 
 
 def test_a_nonzero_right_gradient_is_never_called_zero(net, grads, capsys):
@@ -611,6 +627,24 @@ def _case_blamed_upstream_graph_freed(net, grads):
     plain = forward()
     cmp("logits", grads["dlogits"] * 2, plain.logits)
     return cmp("h", grads["dh"] * 2, plain.h)
+
+
+def _case_step_wrong_below_a_wrong_dlogits(net, grads):
+    """Graph kept: dlogits twice the right one, and dh from it three times what the right step gives."""
+    _check_everything_before(net, grads, "logits")
+    cmp("logits", grads["dlogits"] * 2, net.logits)
+    return cmp("h", grads["dh"] * 6, net.h)
+
+
+def _case_below_a_wrong_dlogits_graph_freed(factor, noisy=False):
+    """Graph freed: dlogits twice the right one (or wrong by noise, not a factor), dh `factor` times the right one:
+    consistent with a right step from it only when factor is 2."""
+    def run(net, grads):
+        plain = forward()
+        noise = torch.randn(plain.logits.shape, generator=torch.Generator().manual_seed(3)) * 1e-2
+        cmp("logits", grads["dlogits"] + noise if noisy else grads["dlogits"] * 2, plain.logits)
+        return cmp("h", grads["dh"] * factor, plain.h)
+    return run
 
 
 def _case_dC_demonstration_below_a_wrong_demb(net, grads):
@@ -910,10 +944,20 @@ OTHER_CASES = [
      ["`logits`, checked before this one, is wrong too", "your way from dlogits to dh is right", "fix it first"],
      _case_blamed_upstream),
     ("dh below a wrong dlogits, graph freed", "wrong_upstream",
-     ["`logits`, checked before this one, is wrong too", "fix it first"], _case_blamed_upstream_graph_freed),
+     ["`logits`, checked before this one, is wrong too", "your dlogits is 2 times the right one, and so is this "
+      "answer", "fix it first"], _case_blamed_upstream_graph_freed),
+    ("dh 3 times too big below a dlogits 2 times too big, graph freed", "wrong_upstream",
+     ["your dlogits is 2 times the right one", "if all of this gradient flows through logits; yours is not",
+      "your step from it too, which looks wrong as well"], _case_below_a_wrong_dlogits_graph_freed(3)),
+    ("dh below a dlogits wrong by noise, graph freed", "wrong_upstream",
+     ["`logits`, checked before this one, is wrong too", "its error may be all or part of this one's"],
+     _case_below_a_wrong_dlogits_graph_freed(2, noisy=True)),
+    ("dh 6 times too big below a dlogits 2 times too big, graph kept", "step_wrong_too+constant_factor",
+     ["`logits`, checked before this one, is wrong too: fix it first", "your way from dlogits to dh is wrong as well",
+      "dh is 3 times the right answer"], _case_step_wrong_below_a_wrong_dlogits),
     ("dC[Xb] += emb.grad below a wrong demb", "rows_overwritten",
      ["each wrong row holds just one of its contributions", "`emb`, checked before this one, is wrong too",
-      "its error does not explain this one"], _case_dC_demonstration_below_a_wrong_demb),
+      "your step from it is wrong as well"], _case_dC_demonstration_below_a_wrong_demb),
     ("dC[Xb] += demb with a wrong demb", "step_wrong_too+rows_overwritten",
      ["`emb`, checked before this one, is wrong too: fix it first", "your way from demb to dC is wrong as well",
       "each wrong row holds just one of its contributions"], _case_dC_overwritten_below_a_wrong_demb),
@@ -1115,11 +1159,11 @@ EXERCISE_3_MISTAKES = [
     ("dx_ln with n = 32", "x_ln",
      "s_ln / n * (n * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
      " - n / (n - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
-     ["n = 32 where it is 64", "each row"]),
+     ["n = 32, where n is the number of entries normalised together", "each row"]),
     ("dx_ln with the gain pulled out of the bracket", "x_ln",
      "bngain * s_ln / n_hidden * (n_hidden * dhpreact - dhpreact.sum(1, keepdim=True)"
      " - n_hidden / (n_hidden - 1) * xhat_ln * (dhpreact * xhat_ln).sum(1, keepdim=True))", "normalisation_slip",
-     ["the gain taken out of the sums", "changes along dim 1", "stays inside them"]),
+     ["the gain taken out of the sums", "changes along dim 1", "can a factor that changes along a sum leave it?"]),
     # lab 05: section 5's form (the variance part over n-1) with section 6's coefficient n/(n-1) as well
     ("dhprebn with Bessel's factor twice", "hprebn",
      "bngain * bnvar_inv * (dhpreact - dbnbias / n - n / (n - 1) * bnraw * dbngain / (n - 1))", "variance_term",
@@ -1135,7 +1179,7 @@ EXERCISE_3_MISTAKES = [
     ("dx_bn with n/(n-1) kept", "x_bn",
      "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
      " - n / (n - 1) * xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", "variance_term",
-     ["32/31 of its right size", "divides the variance by n = 32", "n/(n-1) of the last term"]),
+     ["32/31 of its right size", "divides the variance by n = 32, not n-1", "the last term"]),
     ("dx_bn reusing dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - xhat_bn * dbngain)",
      "variance_term", ["√(31/32) of its right size", "divided by n-1 = 31"]),
     ("dx_bn reusing bnraw and dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
@@ -1200,13 +1244,13 @@ EXERCISE_3_AFTER_WRONG_CHECKS = [
     ("dhprebn fused with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
      "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
      lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "normalisation_slip",
-     ["`dbngain` (32, 64) in place of the sum of dhpreact * bnraw over dim 0", ".sum(0, keepdim=True)"],
+     ["`dbngain` (32, 64) in place of the sum of dhpreact * bnraw over dim 0", "`dbngain` was not summed"],
      ["bnvar", "fix it first"]),
     ("dhprebn without Bessel and with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
      "bngain * bnvar_inv / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
      lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "normalisation_slip",
-     ["`dbngain` (32, 64) in place of the sum", "the coefficient n/(n-1) = 32/31 of the variance part left out",
-      "Bessel"], ["bnvar", "fix it first"]),
+     ["`dbngain` (32, 64) in place of the sum", "the variance part without the coefficient that the forward pass's "
+      "division by n-1 = 31", "Bessel"], ["bnvar", "fix it first"]),
     ("dhprebn without the gain and with a (32, 64) dbngain, below a wrong dbnvar", "hprebn",
      "bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)",
      lambda v, g: {"dbngain": _unsummed_dbngain(v, g), "dbnvar": -g["dbnvar"]}, "unfixed_shape",
@@ -1218,19 +1262,19 @@ EXERCISE_3_AFTER_WRONG_CHECKS = [
      lambda v, g: {"dbngain": g["dbngain"].view(64)}, "variance_term", ["Bessel"], ["still has shape"]),
     ("dx_ln without n/(n-1)", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
      " - xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {}, "normalisation_slip",
-     ["the coefficient n/(n-1) = 64/63 of the variance part left out", "n-1 = 63"], []),
+     ["the variance part without the coefficient", "n-1 = 63"], []),
     ("dx_bn with the sums over dim 1", "x_bn", "bngain * s_bn / n * (n * dhpreact - dhpreact.sum(1, keepdim=True)"
      " - xhat_bn * (dhpreact * xhat_bn).sum(1, keepdim=True))", lambda v, g: {}, "normalisation_slip",
      ["both sums (of dhpreact and of dhpreact * xhat_bn) taken over dim 1"], ["n/(n-1)"]),
     ("dx_bn with n = 64", "x_bn", "bngain * s_bn / n_hidden * (n_hidden * dhpreact - dhpreact.sum(0, keepdim=True)"
      " - xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", lambda v, g: {}, "normalisation_slip",
-     ["n = 64 where it is 32"], []),
+     ["n = 64, where n is the number of entries normalised together (those of each column)"], []),
     ("dx_ln with n = 32 in n/(n-1) only", "x_ln", "s_ln / n_hidden * (n_hidden * dxhat_ln - dxhat_ln.sum(1, "
      "keepdim=True) - n / (n - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {},
-     "normalisation_slip", ["n = 32 in n/(n-1) but 64 elsewhere: n is 64 everywhere"], []),
+     "normalisation_slip", ["n = 32 in the variance part's coefficient but 64 elsewhere: n is one number"], []),
     ("dx_ln with n = 32 in s/n and n*g only", "x_ln", "s_ln / n * (n * dxhat_ln - dxhat_ln.sum(1, keepdim=True)"
      " - n_hidden / (n_hidden - 1) * xhat_ln * (dxhat_ln * xhat_ln).sum(1, keepdim=True))", lambda v, g: {},
-     "normalisation_slip", ["n = 32 in s/n and n*g but 64 in n/(n-1)"], []),
+     "normalisation_slip", ["n = 32 in s/n and n*g but 64 in the variance part's coefficient"], []),
 ]
 
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import cmp as cmp_module
@@ -178,6 +178,8 @@ def test_the_right_step_from_a_wrong_gradient_in_an_odd_form_is_said_right(net, 
 
 @SETTINGS
 @given(index=st.integers(1, len(GRAD_NAMES) - 1), **SCRAMBLES)
+@example(index=GRAD_NAMES.index("dlogit_maxes"), kind="a random factor per entry", share=1.0, size=1.0,
+         seed=1753688)  # found by hypothesis: noise that "agreed" with a step from noise was blamed upstream
 def test_a_random_scramble_below_a_wrong_gradient_gets_no_explanation(net, grads, index, kind, share, size, seed):
     name = GRAD_NAMES[index]
     dt, changed = _scramble(grads[name] * 2, kind, share, size, seed)

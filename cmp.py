@@ -376,11 +376,13 @@ def _blame_upstream(result, upstream, step=None, dt=None, t=None):
     _your_step), it says whether your step is right (then the error is all inherited) or what is wrong with
     it. Without the graph, the only evidence is your earlier gradient itself: when it is k times the right one,
     a right step from it gives k times the right answer here (if all of this gradient flows through it), so
-    "fix it first" is said when yours is that, and "your step looks wrong as well" when it is not. Otherwise
-    the earlier error is only large enough to explain this one: it is said with "may". (Both only replace a
-    loose diagnosis, which may describe the inherited error.) A rule that rebuilt
-    your whole answer from right gradients (Rule.whole_answer) needs no note; a local one (Rule.local: a precise
-    wrong formula for this step, fitted with autograd's gradients) and a shape or dtype one are yours: kept."""
+    "fix it first" is said when yours is that, and "another path, or your step is wrong as well" when it is
+    not. Otherwise the earlier error is only large enough to explain this one: it is said with "may". (Both
+    only replace a loose diagnosis, which may describe the inherited error.) A rule that rebuilt your whole
+    answer from right gradients (Rule.whole_answer) needs no note; a local one (Rule.local: a precise wrong
+    formula for this step) and a shape or dtype one are kept, with "if your formula uses its gradient, fix
+    it first": the inherited error can look like the local slip (a dbndiff2 twice too large makes dbndiff's
+    variance part twice its size), so neither is ruled out."""
     rule = _RULES_BY_ID.get(result.diagnosis)
     if rule is not None and rule.whole_answer:
         return result
@@ -401,17 +403,13 @@ def _blame_upstream(result, upstream, step=None, dt=None, t=None):
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too: your d{upstream} is {yours}, and a right step "
             f"from it would make this answer {yours} too if all of this gradient flows "
-            f"through {upstream}; yours is not: fix it first, and look at your step from it too, which looks wrong "
-            "as well"))
+            f"through {upstream}; yours is not, so either some of it takes another path or your step from it is "
+            "wrong as well: fix it first, then check this one again"))
     if loose:
         return replace(result, diagnosis="wrong_upstream", hint=(
             f"`{upstream}`, checked before this one, is wrong too, and {upstream} is computed from this tensor: "
             "if you used its gradient, its error may be all or part of this one's; fix it first, then check this "
             "one again (fixed it already? run its check again)"))
-    if rule is not None and rule.stage == "value":  # a precise formula, fitted with autograd's gradients
-        return replace(result, hint=result.hint + (
-            f"\n`{upstream}`, checked before this one, is wrong too; what is said above fits autograd's gradient "
-            f"of {upstream}, so this answer does not seem to use yours: fix {upstream} as well"))
     return replace(result, hint=result.hint + (
         f"\n`{upstream}`, checked before this one, is wrong too: if your formula uses its gradient, fix it first "
         "(fixed it already? run its check again)"))
@@ -2734,10 +2732,10 @@ RULES = [
     Rule("wrong_upstream", "after", "a wrong gradient checked before is computed from this tensor, and its error is "
          "large enough to explain this one (and the rules above cannot be used: no graph)",
          "your earlier gradient is k times the right one: 'fix it first' when yours is k times the right one too "
-         "(what a right step gives when all of the gradient flows through it), else 'fix it first, and your step "
-         "looks wrong as well'; when it is no such multiple: its error 'may' be all or part of this one's",
+         "(what a right step gives when all of the gradient flows through it), else 'another path, or your step is "
+         "wrong as well'; when it is no such multiple: its error 'may' be all or part of this one's",
          "replaces a loose value diagnosis, which may describe only the inherited error; a local one is kept, "
-         "with a note that it fits autograd's gradient, not yours (so no 'fix it first')"),
+         "with 'if your formula uses its gradient, fix it first' (the inherited error can look like the slip)"),
     Rule("internal_error", "after", "cmp itself failed", "a bug in cmp, not necessarily in your gradient",
          "a safety net around everything"),
 ]

@@ -56,6 +56,9 @@ Without autograd: `numerical_vjp` estimates a gradient with finite
 differences and `check_numerically` compares yours with it (a wrong dx: what it
 measured, and why() the rest, as for cmp).
 
+Spoilers: to recognise slips, cmp computes some answers itself (exercise 3's fused formula among
+them); read its code after the exercises.
+
 Only the numbers after "maxdiff: " and "rel err: ", and before "of the largest entry", depend on the machine;
 everything else this module prints is the same on every run.
 """
@@ -151,8 +154,13 @@ class CheckResult:
         return bool(self.approx)
 
     def __str__(self):
-        """The text cmp prints: the main line and the hint lines."""
+        """The main line and every hint line, the explanation included."""
         return _report(self)
+
+    def report(self, explain=None):
+        """The text cmp prints for this result: with explain=False, of a wrong answer only what was measured (then
+        why() explains it); None follows hints(explain=...)."""
+        return _report(self, _explained if explain is None else explain)
 
     def _ipython_display_(self):
         """In Jupyter, cmp has already printed the result: don't show it a second time."""
@@ -717,11 +725,21 @@ def _report(result, explain=True):
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
     if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE):
         return "\n".join(lines)
-    if not explain and result.status in (Status.WRONG, Status.SUSPICIOUS) and _stage(result) in ("value", "shape") \
-            and _measured_part(result) != result.hint:  # nothing to hold back when all of it is what was measured
+    if not explain and _holds_back(result):
         _held_back = result
         return "\n".join(lines + ["  -> " + _measured_part(result), "  -> (why it may be so: run why())"])
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
+
+
+def _holds_back(result):
+    """True when a diagnosis of the values or the shape says more than what was measured: that part waits for why()."""
+    return (result.status in (Status.WRONG, Status.SUSPICIOUS) and _stage(result) in ("value", "shape")
+            and _measured_part(result) != result.hint)
+
+
+def _hint_line(result):
+    """The hint's first line as summary() shows it: only what was measured, unless hints(explain=True)."""
+    return _measured_part(result) if _holds_back(result) and not _explained else (result.hint or "").split("\n")[0]
 
 
 def _stage(result):
@@ -736,7 +754,8 @@ def _measured_part(result):
     if clauses[0].startswith("right values") and len(clauses) > 1:  # "right values, wrong shape: d has shape ..."
         return ": ".join(clauses[:2])
     if result.diagnosis == "normalisation_slip":  # its first clause goes on to name the slip: keep that back
-        return clauses[0].split(") with ")[0] + "), with a slip in it"
+        return (clauses[0].split(" matches ")[0] + " matches the fused formula of this normalisation with some of "
+                "its parts changed (a sum, the count n, a coefficient or a factor)")
     return clauses[0]
 
 
@@ -842,6 +861,13 @@ def _check(name, dt, t, atol, namespace=None):
                 f"before, is computed from {tname} too and its gradient is zero up to rounding, so the numbers "
                 f"cannot tell whether your formula has the branch through `{unseen}`: make sure it does"),
                 Status.ROUNDING, diagnosis="branch_invisible")
+        if relerr > ALMOST_RIGHT and ref.dtype == torch.float32:  # allclose, but far more than float32 rounds
+            above = _wrong_checks_above(name, t)
+            blame = (f"; `{above[0]}`, checked before this one, is wrong: if your formula uses its gradient, fix it "
+                     "first" if above else "; a small slip, here or in a gradient you used, can do that")
+            return CheckResult(name, False, True, maxdiff, relerr, (
+                f"close enough for allclose, but not only rounding: {relerr:.1e} of the largest entry, where float32 "
+                f"rounding stays near {FLOAT32_RESOLUTION:.0e}{blame}"), Status.ROUNDING, diagnosis="close_not_rounding")
         return CheckResult(name, False, True, maxdiff, relerr, _rounding_hint(relerr, tname), Status.ROUNDING,
                            diagnosis="rounding")
     case = _value_case(name, d, ref, t, relerr, dname, tname, namespace)
@@ -1381,9 +1407,11 @@ def _rule_noise_around_zero(c):
     """The right gradient is rounding noise, and so is yours, only larger: the numbers cannot judge the formula."""
     if not _zero_up_to_rounding(c) or not _zero_up_to_rounding(replace(c, ref=c.d)) or not c.ref.any():
         return None
-    ratio = _max_abs(c.d) / _max_abs(c.ref)
+    yours, right = _max_abs(c.d), _max_abs(c.ref)
+    size = (f"{yours / right:.0f} times larger noise" if yours >= 1.5 * right else
+            "noise of about the same size" if yours > right / 1.5 else f"{right / yours:.0f} times smaller noise")
     return (f"{c.dname} and the right gradient of {c.tname} are both zero up to float rounding, yours with "
-            f"{ratio:.0f} times larger noise (largest entry {_max_abs(c.d):.1e}): the loss does not depend on "
+            f"{size} (largest entry {yours:.1e}), too large for allclose's absolute tolerance: the loss does not depend on "
             f"{c.tname}, so its true gradient is 0, and noise this small cannot show whether your formula has a "
             "wrong factor or sign: judge it by its structure, not by these numbers")
 
@@ -1482,7 +1510,8 @@ def _rule_factor_per_slice(c):
         if (factor.abs() <= FIT * _max_abs(factor)).any():
             return None  # a slice that is all zero: left out, not scaled (the partly-right rule says where)
         examples = "a per-column gain or 1/std" if dim == 0 else "a per-row sum or normaliser"
-        return (f"{c.dname} is the right answer times a factor that is the same along dim {dim} but changes "
+        within = {0: " (one number per column)", 1: " (one number per row)"}.get(dim, "") if c.d.dim() == 2 else ""
+        return (f"{c.dname} is the right answer times a factor that is the same along dim {dim}{within} but changes "
                 f"along the other dims: a quantity broadcast along dim {dim} (e.g. {examples}) is missing, extra "
                 "or the wrong one")
     return None
@@ -1522,6 +1551,15 @@ def _rule_added_instead_of_multiplied(c):
             "multiplies them (gradient = local derivative × gradient arriving from above)")
 
 
+def _rule_incoming_only(c):
+    """d = the incoming gradient, unchanged: the local derivative left out (taken as 1)."""
+    found = _elementwise_consumer(c)
+    if not found or not _fits(found[1], c.d) or _fits(found[1], c.ref):
+        return None
+    return (f"{c.dname} is the gradient arriving from above, d{found[0]}, unchanged: the chain rule has two factors, "
+            f"and the local derivative of the step from {c.tname} to {found[0]} is not in yours")
+
+
 def _rule_local_derivative_only(c):
     """d = local, without the incoming gradient."""
     found = _elementwise_consumer(c)
@@ -1545,23 +1583,28 @@ def _tanh_local_is(c, wrong_local):
     return _explains(c.ref * wrong_local(c.x) / right_local, c.d, c.ref)
 
 
+def _local_factor_of(c):
+    """What the tanh rules measured, before they name the slip: the error is a local factor per entry."""
+    return (f"{c.dname} is the right answer times a factor per entry that depends only on {c.tname} there: the "
+            "local derivative of tanh is evaluated wrong")
+
+
 def _rule_tanh_from_its_input(c):
     """For h = tanh(x): 1 - x**2 instead of 1 - h**2."""
     if _tanh_local_is(c, lambda x: 1 - x ** 2):
-        return (f"{c.dname} matches tanh's derivative taken at its input, 1 - {c.tname}**2: the derivative "
-                "1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
+        return (f"{_local_factor_of(c)}: it matches tanh's derivative taken at its input, 1 - {c.tname}**2; the "
+                "derivative 1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
     return None
 
 
 def _rule_tanh_slope_misread(c):
     """For h = tanh(x): 1 - tanh(h)**2 (tanh applied twice) or (1 - h)**2 instead of 1 - h**2."""
     if _tanh_local_is(c, lambda x: 1 - torch.tanh(torch.tanh(x)) ** 2):
-        return (f"{c.dname} matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice: the local "
-                "derivative of tanh is evaluated wrong; the output y = tanh(x) is already there: which way of "
-                "writing tanh's derivative uses it?")
+        return (f"{_local_factor_of(c)}: it matches 1 - tanh(y)**2 with y = tanh({c.tname}), tanh applied twice; "
+                "the output y = tanh(x) is already there: which way of writing tanh's derivative uses it?")
     if _tanh_local_is(c, lambda x: (1 - torch.tanh(x)) ** 2):
-        return (f"{c.dname} matches (1 - y)**2 with y = tanh({c.tname}): the local derivative of tanh is evaluated "
-                "wrong: look at what is squared in it, entry by entry")
+        return (f"{_local_factor_of(c)}: it matches (1 - y)**2 with y = tanh({c.tname}); look at what is squared "
+                "in tanh's derivative, entry by entry")
     return None
 
 
@@ -1588,8 +1631,8 @@ def _rule_power_rule_added(c):
         for p in (-0.5, -1.0, 0.5, 2.0, -2.0, 3.0):
             right_local = p * base ** (p - 1)
             if _explains(c.ref * (p + base ** (p - 1)) / right_local, c.d, c.ref):
-                return (f"{c.dname} looks like ({p:g} + x**{p - 1:g}) times the incoming gradient: the power rule "
-                        f"multiplies, d/dx x**p = p * x**(p-1)")
+                return (f"{c.dname} is the incoming gradient times a wrong local factor: it looks like "
+                        f"({p:g} + x**{p - 1:g}), a sum where the power rule multiplies, d/dx x**p = p * x**(p-1)")
     return None
 
 
@@ -1610,7 +1653,7 @@ def _rule_label_term_missing(c):
     amount = _number(abs(values.mean().item()))
     direction = "high" if values.mean().item() > 0 else "low"
     where = "one entry per row, each" if c.d.dim() == 2 else "one entry,"
-    return (f"{c.dname} is right except in {where} {amount} too {direction}; "
+    return (f"{c.dname} is right except in {where} too {direction} by {amount}; "
             "that is where the right gradient is negative: the label. The term of the loss that depends on "
             "the label's own logit directly is missing, has the wrong size or the wrong sign")
 
@@ -1636,11 +1679,11 @@ def _rule_whole_label_columns(c):
     label_columns = torch.zeros_like(at_label)
     label_columns[:, labels] = True
     wrong = c.error.abs() > FIT * max(_max_abs(c.ref), _TINY)
-    for where, rows in ((label_columns, "in every row"),
-                        (label_columns & ~at_label, "in every row but at each row's own label")):
+    for where, rows in ((label_columns, "whole columns"),
+                        (label_columns & ~at_label, "whole columns except at each row's own label")):
         if torch.equal(wrong, where) and _is_constant(c.error[where]):
-            return (f"{c.dname} is wrong in whole columns, all by {_number(c.error[where].mean().item())}: the "
-                    f"columns whose index is in `{name}` (the labels of the batch), {rows}. An index such "
+            return (f"{c.dname} is wrong in {rows}, all by {_number(c.error[where].mean().item())}: the "
+                    f"columns whose index is in `{name}` (the labels of the batch). An index such "
                     f"as [:, {name}] picks every row of those columns; one entry per row needs an index for the "
                     "rows as well")
     return None
@@ -1802,9 +1845,8 @@ def _variance_term_dividing_by_n(c, norm, start):
 
 
 def _norm_backward(g, xhat, s, n, sum_g, sum_gx, coefficient=None):
-    """The fused backward pass of a normalisation, the boxed formula of exercise 3 (without the gain):
-    s/n * (n*g - sum(g) - n/(n-1) * x̂ * sum(g*x̂)), with the two sums given (and another coefficient in
-    place of n/(n-1), if given)."""
+    """The fused backward pass of a normalisation without the gain (exercise 3's answer: a spoiler), with the two
+    sums given, and another coefficient for the variance part if given."""
     if coefficient is None:
         coefficient = n / (n - 1)
     return s / n * (n * g - sum_g - coefficient * xhat * sum_gx)
@@ -2059,10 +2101,12 @@ def _rule_branch_off(c):
         if k > 0:
             return (f"the branch through `{name}` is missing, too small or of the wrong sign: what {c.dname} "
                     f"lacks is a multiple of d{name}, broadcast to this shape")
-        text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {_number(-k)} too much of it, "
-                "broadcast to this shape")
         n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
-        if round(n) in c.sizes and abs(n - round(n)) < LOOSE_FIT * n:
+        mean_missing = round(n) in c.sizes and abs(n - round(n)) < LOOSE_FIT * n
+        amount = f"{_number(-k)} = 1 - 1/{round(n)}" if mean_missing else _number(-k)
+        text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {amount} too much of it, "
+                "broadcast to this shape")
+        if mean_missing:
             text += f": the 1/{round(n)} of a mean over {round(n)} items looks missing"
         return text
     return None
@@ -2121,7 +2165,7 @@ def _rule_rows_overwritten(c):
     right = int((~wrong & c.ref.any(1)).sum())
     which = "the wrong row holds" if int(wrong.sum()) == 1 else "each wrong row holds"
     used_rows = int(c.ref.any(1).sum())
-    return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient; {which} just one of its "
+    return (f"right in {right:,} of the {_plural(used_rows, 'row')} that get a gradient: {which} just one of its "
             "contributions, as when a row that is used several times keeps only one: a write such as "
             f"`{c.dname}[{index_name}] += {parts_name}` or `{c.dname}[i] = ...` replaces instead of adding: every "
             "use must be added")
@@ -2181,7 +2225,7 @@ def _rule_constant_offset(c):
     if c.d.numel() < 2 or not _is_constant(error) or _max_abs(error) == 0:
         return None
     amount = error.mean().item()
-    start = f"every entry of {c.dname} is {_number(abs(amount))} too {'high' if amount > 0 else 'low'}"
+    start = f"every entry of {c.dname} is too {'high' if amount > 0 else 'low'} by {_number(abs(amount))}"
     if abs(amount - 1.0) <= FIT:
         return f"{start}: did it start from ones instead of zeros?"
     return f"{start}: a constant is added or left out"
@@ -2358,11 +2402,12 @@ def _rule_square_transpose(c):
             continue
         if c.d.shape[1] == q.shape[0] and _fits(torch.linalg.solve(q, c.d, left=False) @ q.T, c.ref, LOOSE_FIT):
             return (f"{c.dname} is some matrix A times `{right}` (A @ {right}), and the right answer is A times "
-                    f"`{right}` transposed: `{right}` is square, so the shapes allow both; check which operand the "
-                    "rule transposes")
+                    f"another arrangement of `{right}`: it is A times `{right}` transposed; `{right}` is square, so "
+                    "the shapes allow both; check which operand the rule transposes")
         if c.d.shape[0] == q.shape[0] and _fits(q.T @ torch.linalg.solve(q, c.d), c.ref, LOOSE_FIT):
-            return (f"{c.dname} is `{right}` times some matrix A ({right} @ A), and the right answer is `{right}` "
-                    "transposed times A: the shapes allow both; check which operand the rule transposes")
+            return (f"{c.dname} is `{right}` times some matrix A ({right} @ A), and the right answer is another "
+                    f"arrangement of `{right}` times A: it is `{right}` transposed times A; the shapes allow both; "
+                    "check which operand the rule transposes")
     return None
 
 
@@ -2409,8 +2454,8 @@ def _rule_wrong_elementary_derivative(c):
             if right_part is None or wrong is None or not torch.isfinite(wrong).all():
                 continue
             if _explains(c.ref + wrong - right_part, c.d, c.ref):
-                return (f"{c.dname} matches the step through `{step.consumer}` with the local derivative taken as "
-                        f"{name}: {what}")
+                return (f"{c.dname} is wrong only in the step through `{step.consumer}`, where the local "
+                        f"derivative is wrong: it matches that local derivative taken as {name}; {what}")
     return None
 
 
@@ -2575,6 +2620,9 @@ RULES = [
     # right: accepted answers that are not bit-identical
     Rule("rounding", "right", "allclose but not bit-identical", "only float rounding, not a mistake",
          "an accepted answer needs no diagnosis"),
+    Rule("close_not_rounding", "right", "allclose, but more than 1e-5 of the largest entry off in float32",
+         "close enough for allclose, but not only rounding; an earlier wrong gradient it is computed from, if any",
+         "as rounding: allclose decides the verdict, the hint says what it hides (an inherited error or a small slip)"),
     Rule("zero_up_to_rounding", "right", "allclose, and the differences are large relative to the tiny right answer",
          "every value is tiny: right if the loss does not depend on the tensor", "as rounding"),
     Rule("branch_invisible", "right", "allclose, and a checked tensor computed from this one has a gradient "
@@ -2642,6 +2690,9 @@ RULES = [
     Rule("added_instead_of_multiplied", "value", "your gradient is local derivative + incoming gradient",
          "the chain rule multiplies",
          "a precise formula for this step", check=_rule_added_instead_of_multiplied, local=True),
+    Rule("incoming_only", "value", "your gradient is the incoming gradient, unchanged",
+         "the chain rule's other factor, the local derivative, is missing",
+         "a precise formula for this step", check=_rule_incoming_only, local=True),
     Rule("local_derivative_only", "value", "your gradient is the local derivative alone",
          "the chain rule's other factor, the gradient arriving from above, is missing",
          "a precise formula for this step", check=_rule_local_derivative_only, local=True),
@@ -2660,7 +2711,8 @@ RULES = [
     Rule("label_term_missing", "value", "wrong at one entry per row (the label) by the same amount",
          "the -l_y part of the loss",
          "a precise formula for cross-entropy", check=_rule_label_term_missing, local=True),
-    Rule("whole_label_columns", "value", "wrong in whole columns, the ones the labels name, by one amount",
+    Rule("whole_label_columns", "value", "wrong in whole columns, the ones the labels name (perhaps except at "
+         "each row's label), by one amount",
          "an index such as [:, Yb] picks whole columns", "a precise pattern of an indexing slip",
          check=_rule_whole_label_columns, local=True),
     Rule("label_and_rest_offsets", "value", "off by one amount at every label entry and another at every other "
@@ -2807,7 +2859,7 @@ class Summary:
             return "\n".join(line for line in (self._not_done_line(), self.count_line()) if line)
         rows = [("", "name", "status", "maxdiff", "hint")]
         for r in checked:
-            hint = "" if r else _short(r.hint)
+            hint = "" if r else _short(_hint_line(r))
             rows.append((_mark(r, r.name == first), r.name, str(r.status), f"maxdiff: {_measured(r.maxdiff)}", hint))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = [" | ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + " | " + row[4]
@@ -2828,7 +2880,7 @@ class Summary:
             rows.append(
                 f'<tr style="{weight}"><td {cell}><span style="color:{colour}">{_mark(r, r.name == first)}</span></td>'
                 f"<td {cell}><code>{html.escape(r.name)}</code></td><td {cell}>{html.escape(r.status)}</td>"
-                f"<td {cell}>maxdiff: {_measured(r.maxdiff)}</td><td {cell}>{html.escape('' if r else r.hint or '')}</td></tr>")
+                f"<td {cell}>maxdiff: {_measured(r.maxdiff)}</td><td {cell}>{html.escape('' if r else _hint_line(r))}</td></tr>")
         header = "".join(f"<th {cell}>{title}</th>" for title in ("", "name", "status", "maxdiff", "hint"))
         not_done = self._not_done_line()
         footer = f'<p style="text-align:left">{html.escape(not_done)}</p>' if not_done else ""

@@ -150,7 +150,11 @@ def test_a_cell_whose_source_is_hidden_stays_hidden_in_the_exercise():
 def test_the_exercises_carry_no_metadata_but_tags_and_hidden_source(name):
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     assert set(nb.metadata) <= set(make_exercises.NOTEBOOK_METADATA)
-    assert [c.metadata for c in nb.cells if set(c.metadata) - {"tags", "jupyter"}] == []
+    assert [c.metadata for c in nb.cells if set(c.metadata) - {"tags", "jupyter", "cellView"}] == []
+    assert [c.metadata for c in nb.cells if c.metadata.get("cellView", "form") != "form"] == []
+    setup = [c for c in nb.cells if "setup" in c.metadata.get("tags", [])]
+    assert [(c.metadata["jupyter"], c.metadata["cellView"]) for c in setup] == [({"source_hidden": True}, "form")]
+    assert setup[0].source.startswith("# @title ")  # what Colab shows in place of the code
     assert [c.metadata for c in nb.cells if c.metadata.get("jupyter", {"source_hidden": True}) != {"source_hidden": True}] == []
 
 

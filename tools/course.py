@@ -46,7 +46,8 @@ def setup_source():
     error naming the address and what to do.
     """
     files = ", ".join(f'"{f}"' for f in HELPER_FILES)
-    return f'''# Setup. In Google Colab: download the course's helpers from release {HELPERS_REF}, each file once.
+    return f'''# @title Setup: run it (it makes `cmp` and `data` importable; in Colab it downloads them)
+# In Google Colab: download the course's helpers from release {HELPERS_REF}, each file once.
 # Locally: use this repository's copies.
 import os, sys
 if "google.colab" in sys.modules:

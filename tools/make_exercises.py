@@ -15,7 +15,7 @@ In a solution notebook:
 - the cells tagged `badge`, `setup` and `parameters` are rewritten from tools/course.py, in the
   solutions too.
 Exercise notebooks are written without outputs, and their cells keep only their tags and
-`jupyter.source_hidden` (a cell whose code starts collapsed) of all metadata (no execution
+`jupyter.source_hidden` (a cell whose code starts collapsed) and Colab's `cellView: form` of all metadata (no execution
 timestamps, output collapsed/scrolled state or widget state).
 """
 import ast
@@ -181,6 +181,8 @@ def kept_metadata(cell):
     kept = {"tags": tags(cell)} if tags(cell) else {}
     if cell.get("metadata", {}).get("jupyter", {}).get("source_hidden"):
         kept["jupyter"] = {"source_hidden": True}
+    if cell.get("metadata", {}).get("cellView") == "form":  # Colab shows such a cell's title, not its code
+        kept["cellView"] = "form"
     return kept
 
 
@@ -189,8 +191,10 @@ def stamp(nb, notebook_path):
     for cell in nb.cells:
         if "badge" in tags(cell):
             cell.source = course.badge_markdown(notebook_path)
-        if "setup" in tags(cell):
+        if "setup" in tags(cell):  # boilerplate: its code starts collapsed (JupyterLab), a form in Colab
             cell.source = course.setup_source()
+            cell.metadata["jupyter"] = {"source_hidden": True}
+            cell.metadata["cellView"] = "form"
         if "parameters" in tags(cell):
             cell.source = course.parameters_source(course.n_hidden(Path(notebook_path).name))
 

@@ -1554,8 +1554,8 @@ def _rule_added_instead_of_multiplied(c):
 def _rule_incoming_only(c):
     """d = the incoming gradient, unchanged: the local derivative left out (taken as 1)."""
     found = _elementwise_consumer(c)
-    if not found or not _fits(found[1], c.d) or _fits(found[1], c.ref):
-        return None
+    if not found or len(c.steps) != 1 or not _fits(found[1], c.d) or _fits(found[1], c.ref):
+        return None  # one use only, read from the graph: with two, a missing branch looks the same (dhprebn = dbndiff)
     return (f"{c.dname} is the gradient arriving from above, d{found[0]}, unchanged: the chain rule has two factors, "
             f"and the local derivative of the step from {c.tname} to {found[0]} is not in yours")
 
@@ -1656,6 +1656,21 @@ def _rule_label_term_missing(c):
     return (f"{c.dname} is right except in {where} too {direction} by {amount}; "
             "that is where the right gradient is negative: the label. The term of the loss that depends on "
             "the label's own logit directly is missing, has the wrong size or the wrong sign")
+
+
+def _rule_one_entry_right_per_row(c):
+    """Right at exactly one entry per row, every other entry off by one common amount: a term applied to every
+    entry that belongs to one (e.g. the label's -1 subtracted everywhere), or the other way round."""
+    if c.d.dim() not in (1, 2) or c.d.shape[-1] < 3:
+        return None
+    error = c.error.reshape(-1, c.d.shape[-1])
+    right = error.abs() <= FIT * max(_max_abs(c.ref), _TINY)
+    if not (right.sum(1) == 1).all() or not _is_constant(error[~right]):
+        return None
+    where = "one entry per row" if error.shape[0] > 1 else "one entry"
+    return (f"{c.dname} is right in {where}; every other entry is off by {_number(error[~right].mean().item())}: "
+            "a term that belongs to that one entry (the label's, in a cross-entropy) was given to every entry, or "
+            "one that belongs to every entry was left out everywhere else")
 
 
 def _labels(c):
@@ -1799,9 +1814,9 @@ def _rule_variance_term(c):
         return _variance_term_dividing_by_n(c, norm, start)
     share = _variance_part_share(c, coefficient, xhat, s)
     if share is not None and abs(share * n - 1) < SHARE_FIT:
-        return (f"{start} is {n - 1}/{n} of its right size, as when the variance is taken as dividing by n = {n}: "
-                f"the forward pass divides by n-1 = {n - 1} (Bessel's correction); follow that factor through "
-                "your derivation")
+        return (f"{start} has the wrong size, as when its coefficient is not the one the forward pass's variance "
+                "gives: what does the forward pass divide the variance by, and where does that number go in your "
+                "derivation?")
     size = None if share is None else 1 - share  # the variance part's size, relative to the right one
     if size is not None and abs(size - n / (n - 1)) < SHARE_FIT * size:
         return (f"{start} is {n}/{n - 1} of its right size: a factor {n}/{n - 1} too many. The forward pass "
@@ -1830,15 +1845,15 @@ def _variance_term_dividing_by_n(c, norm, start):
                 "or x - mean in place of x̂) were missing or extra in it")
     reused = (f"from a variance divided by n-1 = {n - 1}, where this forward pass divides by n = {n} (e.g. "
               "reused from a layer with Bessel's correction)")
-    known = ((n / (n - 1), f"{n}/{n - 1}", f"as with Bessel's correction, but this forward pass divides the "
-              f"variance by n = {n}, not n-1: what coefficient does the last term get then?"),
+    known = ((n / (n - 1), None, "what does this forward pass divide the variance by, and what coefficient does "
+              "the last term get then?"),
              ((n - 1) / n, f"{n - 1}/{n}",
               f"as when both x̂ and the sum of it (such as the gain's gradient) come {reused}"),
              (((n - 1) / n) ** 0.5, f"√({n - 1}/{n})", f"as when x̂, or the sum of it (such as the gain's gradient), "
               f"comes {reused}"))
     for ratio, words, why in known:
         if abs(size - ratio) < LOOSE_FIT:
-            return f"{start} is {words} of its right size: {why}"
+            return f"{start} {'has the wrong size' if words is None else f'is {words} of its right size'}: {why}"
     if abs(size) < SHARE_FIT:
         return f"{start} is missing"
     return f"{start} has about {size:.3f} times its right size"
@@ -2099,13 +2114,13 @@ def _rule_branch_off(c):
         if k is None:
             continue
         if k > 0:
-            return (f"the branch through `{name}` is missing, too small or of the wrong sign: what {c.dname} "
-                    f"lacks is a multiple of d{name}, broadcast to this shape")
+            return (f"what {c.dname} lacks is a multiple of d{name}, broadcast to this shape: the branch through "
+                    f"`{name}` is missing, too small or of the wrong sign")
         n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
         mean_missing = round(n) in c.sizes and abs(n - round(n)) < LOOSE_FIT * n
         amount = f"{_number(-k)} = 1 - 1/{round(n)}" if mean_missing else _number(-k)
-        text = (f"the branch through `{name}` is there, but {c.dname} has d{name} × {amount} too much of it, "
-                "broadcast to this shape")
+        text = (f"the branch through `{name}` is there, but too large: {c.dname} has d{name} × {amount} too much "
+                "of it, broadcast to this shape")
         if mean_missing:
             text += f": the 1/{round(n)} of a mean over {round(n)} items looks missing"
         return text
@@ -2215,8 +2230,11 @@ def _rule_contributions_in_wrong_rows(c):
 
 
 def _column_sums_right(c):
-    """True when every column of d sums to the right total (to within FIT of the gradient's size)."""
-    return _max_abs(c.d.sum(0) - c.ref.sum(0)) <= FIT * _max_abs(c.ref)
+    """True when every column of d sums to the right total (to within FIT of the gradient's size), and that says
+    something: not when the right totals are all zero (after BatchNorm, every position's contributions to dC sum
+    to zero in each column, so dropping some keeps the totals)."""
+    informative = _max_abs(c.ref.sum(0)) > NOISE * _max_abs(c.ref)
+    return informative and _max_abs(c.d.sum(0) - c.ref.sum(0)) <= FIT * _max_abs(c.ref)
 
 
 def _rule_constant_offset(c):
@@ -2253,7 +2271,7 @@ def _rule_one_path_only(c):
         operand = _other_operand(step)
         part = None if operand is None else _step_contribution(step, operand, c.d.shape)
         if part is not None and _explains(part, c.d, c.ref):
-            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`{_by_way_of(step)}; but "
+            return (f"{c.dname} is exactly the part that comes through `{step.consumer}`{_by_way_of(step)}: but "
                     f"{c.tname} is used elsewhere too, and the gradients from all its uses add up")
     if c.d.dim() < 2:
         return None
@@ -2762,6 +2780,9 @@ RULES = [
     Rule("broadcast_error", "value", "the error is the same along a dim",
          "a broadcast contribution is missing or wrong",
          "a pattern, not a formula: after them", check=_rule_broadcast_error),
+    Rule("one_entry_right_per_row", "value", "right at one entry per row, every other entry off by one amount",
+         "a term of one entry given to all, or one of all kept at one",
+         "a precise pattern, after every rule that names a cause for it (the label rules, a broadcast)", check=_rule_one_entry_right_per_row),
     Rule("partly_right", "value", "right in some entries, or zero / non-zero in a telling pattern",
          "where it is right, and what the pattern says",
          "a description, not a cause: near the end", check=_rule_partly_right),

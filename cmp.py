@@ -1463,7 +1463,7 @@ def _is_simple(f):
 def _factor_meaning(f, sizes):
     """What a factor between your answer and the right one means; sizes are those of the problem."""
     if f == -1:
-        return "the sign is flipped (check each minus, e.g. of a subtraction or of -x**-2)"
+        return "the sign is flipped: which minus sign, in your formula or in a local derivative, went missing or in twice?"
     sign = "the sign is flipped, and " if f < 0 else ""
     num, den = abs(f).numerator, abs(f).denominator
     if num >= 3 and den >= 3 and abs(num - den) == 1:
@@ -1698,9 +1698,8 @@ def _rule_whole_label_columns(c):
                         (label_columns & ~at_label, "whole columns except at each row's own label")):
         if torch.equal(wrong, where) and _is_constant(c.error[where]):
             return (f"{c.dname} is wrong in {rows}, all by {_number(c.error[where].mean().item())}: the "
-                    f"columns whose index is in `{name}` (the labels of the batch). An index such "
-                    f"as [:, {name}] picks every row of those columns; one entry per row needs an index for the "
-                    "rows as well")
+                    f"columns whose index is in `{name}` (the labels of the batch), as when an index picks whole columns "
+                    "where it should pick one entry per row: what index picks one entry in each row?")
     return None
 
 

@@ -258,7 +258,7 @@ MISTAKES = [
      lambda v, g: g["dembcat"].view(32, 10, 3).transpose(1, 2), "wrong_order", ["right numbers in the wrong places"]),
     ("dlogits fused with [:, Yb]", "logits",
      lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27).sum(0).clamp(max=1)) / 32).detach(),
-     "whole_label_columns", ["whole columns except at each row's own label, all by -1/32", "`Yb`", "[:, Yb] picks every row"]),
+     "whole_label_columns", ["whole columns except at each row's own label, all by -1/32", "`Yb`", "an index picks whole columns"]),
     ("dlogits fused with a smoothed target", "logits",
      lambda v, g: ((F.softmax(v.logits, 1) - (0.9 * F.one_hot(v.Yb, 27) + 0.1 / 26 * (1 - F.one_hot(v.Yb, 27))))
                    / 32).detach(),
@@ -1017,6 +1017,9 @@ OTHER_CASES = [
     ("dbndiff2 from a dbnvar without eps", "close_not_rounding",
      ["close enough for allclose, but not only rounding", "`bnvar`, checked before this one, is wrong"],
      _case_close_below_a_dbnvar_without_eps),
+    ("dhprebn = dbndiff, the branch through bnmeani left out", "branch_off",
+     ["what dhprebn lacks is a multiple of dbnmeani", "the branch through `bnmeani` is missing"],
+     lambda v, g: (_check_everything_before(v, g, "hprebn"), cmp_in_notebook(v, g, "hprebn", g["dbndiff"].clone()))[1]),
     ("02 step 2: the label's -1 subtracted everywhere", "one_entry_right_per_row",
      ["right in one entry; every other entry is off by -1", "was given to every entry"], _case_minus_one_everywhere),
     ("dhpreact = dh, the local derivative left out", "incoming_only",

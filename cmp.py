@@ -1469,8 +1469,8 @@ def _factor_meaning(f, sizes):
     if num >= 3 and den >= 3 and abs(num - den) == 1:
         n = max(num, den)
         if n in sizes:
-            return (f"{sign}n and n-1 are mixed up (n = {n}): a mean divides by n = {n}, a variance with "
-                    f"Bessel's correction by n-1 = {n - 1}")
+            return (f"{sign}n and n-1 are mixed up (n = {n}): which of the two is this step's forward pass "
+                    "dividing by?")
         return f"{sign}a constant in the formula is slightly off"
     if num >= 3 and den >= 3 and num in sizes and den in sizes:
         return (f"{sign}as if divided by {den} ({sizes[den]}) where the right formula divides by {num} "
@@ -1632,7 +1632,7 @@ def _rule_power_rule_added(c):
             right_local = p * base ** (p - 1)
             if _explains(c.ref * (p + base ** (p - 1)) / right_local, c.d, c.ref):
                 return (f"{c.dname} is the incoming gradient times a wrong local factor: it looks like "
-                        f"({p:g} + x**{p - 1:g}), a sum where the power rule multiplies, d/dx x**p = p * x**(p-1)")
+                        f"({p:g} + x**{p - 1:g}), a sum where the power rule multiplies")
     return None
 
 
@@ -2121,7 +2121,8 @@ def _rule_branch_off(c):
         text = (f"the branch through `{name}` is there, but too large: {c.dname} has d{name} × {amount} too much "
                 "of it, broadcast to this shape")
         if mean_missing:
-            text += f": the 1/{round(n)} of a mean over {round(n)} items looks missing"
+            text += (f": as if a mean's share were left out of this branch: how much of a mean's gradient does each "
+                     f"of its {round(n)} items get?")
         return text
     return None
 
@@ -2457,8 +2458,8 @@ def _rule_wrong_elementary_derivative(c):
             eps = float(f"{(base - x).median().item():.1g}")  # the constant added to t, as float rounding blurs it
             small = eps != 0 and abs(eps) <= LOOSE_FIT * _max_abs(x)  # a small constant like 1e-5: the fit decides
             base_name = f"({xname} + {eps:g})" if small else xname
-            right, what = p * base**(p - 1), (f"the power rule lowers the exponent and brings it down as a factor, "
-                                              f"d/dx x**p = p * x**(p-1), with x = {base_name} here")
+            right, what = p * base**(p - 1), ("the power rule brings the exponent down as a factor and lowers it: "
+                                              "what does it do to yours?")
             candidates = [(base**p, f"{base_name}**{p:g}: the exponent not lowered"),
                           (p * base**p, f"{p:g} * {base_name}**{p:g}: the exponent not lowered"),
                           (p * base**(p + 1), f"{p:g} * {base_name}**{p + 1:g}: the exponent raised, not lowered")]

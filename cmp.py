@@ -160,7 +160,7 @@ class CheckResult:
     def report(self, explain=None):
         """The text cmp prints for this result: with explain=False, of a wrong answer only what was measured (then
         why() explains it); None follows hints(explain=...)."""
-        return _report(self, _explained if explain is None else explain)
+        return _report(self, explain)
 
     def _ipython_display_(self):
         """In Jupyter, cmp has already printed the result: don't show it a second time."""
@@ -309,7 +309,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=None):
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
     global _held_back
     _held_back = None  # why() explains the check just made, never an older one
-    print(_report(result, _explained if explain is None else explain))
+    print(_report(result, explain))
     if record:
         _record(result, t, dt)
     _raise_if_strict(result, strict)
@@ -716,8 +716,11 @@ def hints(show=True, explain=False):
 
 def _report(result, explain=True):
     """The main line in the lecture's layout, then one '  -> ' line per hint sentence (in ninja mode, none).
-    explain=False: of a diagnosis about the values or the shape, only what was measured (see _measured_part)."""
+    explain=False: of a diagnosis about the values or the shape, only what was measured (see _measured_part);
+    None: as hints(explain=...) says."""
     global _held_back
+    if explain is None:
+        explain = _explained
     if result.kind == "numerical":
         lines = [f"{result.name:15s} | rel err: {_measured(result.relerr)} | {result.status}"]
     else:
@@ -2991,7 +2994,7 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True,
     result = _check_numerically(name, f, x, dout, dx, h)
     global _held_back
     _held_back = None  # why() explains the check just made
-    print(_report(result, _explained if explain is None else explain))
+    print(_report(result, explain))
     if record:
         _record(result, None)
     _raise_if_strict(result, strict)

@@ -207,3 +207,12 @@ def test_g_draws_what_the_lectures_g_draws(n_hidden):
     assert torch.equal(torch.randint(0, 182625, (32,), generator=g),
                        torch.randint(0, 182625, (32,), generator=ns["g"]))
     assert ns["g"] is not ns["g_bn"] and ns["g_bn"].initial_seed() == course.BN_SEED
+
+
+def test_a_tuple_that_unpacks_one_call_is_one_placeholder_line():
+    source = region("dlogits = cross_entropy_backward(logits, Yb)",
+                    "dh, dW2, db2 = linear2_backward(dlogits, h)", "a, b = f(x)")
+    assert strip_solutions(source).splitlines() == [
+        f"dlogits = {TODO_GRAD} logits",
+        "dh, dW2, db2 = None, None, None  # TODO: one call",
+        "a, b = None, None  # TODO: one call"]

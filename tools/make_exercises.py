@@ -5,7 +5,8 @@
 
 In a solution notebook:
 - code between `### BEGIN SOLUTION` and `### END SOLUTION` becomes one placeholder line per name
-  the region assigns at its top level (`dW2, db2 = ...` gives two), e.g.
+  the region assigns at its top level (`dW2, db2 = ...` gives two; a tuple unpacking one call,
+  `dh, dW2, db2 = linear2_backward(...)`, gives one line for the call), e.g.
   `dlogprobs = None  # TODO: the gradient of the loss with respect to logprobs`
   (that text only for `d` + the name of a tensor the notebook assigns; other names get
   `# TODO: your code here`). Loop variables and names assigned only inside a block are not blanks.
@@ -125,6 +126,19 @@ def assigned_names(code):
     return names
 
 
+def blank_lines(code):
+    """The names of `code`'s blanks, grouped one list per placeholder line: a tuple that unpacks one
+    call (`dh, dW2, db2 = linear2_backward(...)`) is one line, any other assigned name a line of its own."""
+    lines, seen = [], set()
+    for node in _parse(code).body:
+        names = [name for name in assigned_names(ast.unparse(node)) if name not in seen]
+        seen.update(names)
+        one_call = (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call)
+                    and isinstance(node.targets[0], (ast.Tuple, ast.List)))
+        lines += [names] if one_call and names else [[name] for name in names]
+    return lines
+
+
 def notebook_names(nb):
     """Every name the notebook's code binds anywhere (assignments, loops, functions and their arguments)."""
     names = set()
@@ -146,7 +160,11 @@ def notebook_names(nb):
 
 
 def placeholder(name, tensors=None):
-    """The line that replaces a solution for `name`. `tensors`: the names the notebook assigns (None: all)."""
+    """The line that replaces a solution for `name` (a list of names: one call's results). `tensors`: the
+    names the notebook assigns (None: all)."""
+    if isinstance(name, list) and len(name) > 1:
+        return f"{', '.join(name)} = {', '.join(['None'] * len(name))}  # TODO: one call"
+    name = name[0] if isinstance(name, list) else name
     tensor = name[1:]
     if name.startswith("d") and tensor and (tensors is None or tensor in tensors):
         return f"{name} = None  # TODO: the gradient of the loss with respect to {tensor}"
@@ -160,10 +178,10 @@ def strip_solutions(source, tensors=None):
         if isinstance(part, Code):
             out += part.lines
             continue
-        names = assigned_names("\n".join(part.lines))
-        if not names:
+        lines = blank_lines("\n".join(part.lines))
+        if not lines:
             raise MarkerError("a solution region must assign at least one name at its top level")
-        out += [part.indent + placeholder(name, tensors) for name in names]
+        out += [part.indent + placeholder(names, tensors) for names in lines]
     return "\n".join(out)
 
 

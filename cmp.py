@@ -730,7 +730,8 @@ def _report(result, explain=True):
         return "\n".join(lines)
     if not explain and _holds_back(result):
         _held_back = result
-        return "\n".join(lines + ["  -> " + _measured_part(result), "  -> (why it may be so: run why())"])
+        measured = ["  -> " + line for line in _measured_part(result).split("\n")]
+        return "\n".join(lines + measured + ["  -> (why it may be so: run why())"])
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
 
 
@@ -742,17 +743,34 @@ def _holds_back(result):
 
 def _hint_line(result):
     """The hint's first line as summary() shows it: only what was measured, unless hints(explain=True)."""
-    return _measured_part(result) if _holds_back(result) and not _explained else (result.hint or "").split("\n")[0]
+    if _holds_back(result) and not _explained:
+        return _measured_part(result).split("\n")[0]
+    return (result.hint or "").split("\n")[0]
+
+
+def _your_step_part(result):
+    """(its first line, a result for the rest) when the hint judges your step below a wrong earlier gradient
+    ("... fix it first. But your way from ... is wrong as well; ...:" then that step's own diagnosis), else None."""
+    if not result.diagnosis or not result.diagnosis.startswith("step_wrong_too+") or "\n" not in result.hint:
+        return None
+    first, rest = result.hint.split("\n", 1)
+    return first, replace(result, diagnosis=result.diagnosis.split("+", 1)[1], hint=rest)
 
 
 def _stage(result):
     """The stage of the rule that gave a result its hint (value, shape ...: see Rule), or None."""
+    step = _your_step_part(result)
+    if step is not None:
+        return _stage(step[1])
     return getattr(_RULES_BY_ID.get(result.diagnosis), "stage", None)
 
 
 def _measured_part(result):
     """What a diagnosis measured, without its explanation: the hint's first line up to its first colon
-    (a shape message: up to the two shapes)."""
+    (a shape message: up to the two shapes; below a wrong earlier gradient, that line, then your step's)."""
+    step = _your_step_part(result)
+    if step is not None:
+        return step[0] + "\n" + _measured_part(step[1])
     clauses = result.hint.split("\n")[0].split(": ")
     if clauses[0].startswith("right values") and len(clauses) > 1:  # "right values, wrong shape: d has shape ..."
         return ": ".join(clauses[:2])
@@ -1445,7 +1463,14 @@ def _rule_constant_factor(c):
         return (f"{c.dname} is the right answer times one factor common to all entries, about {abs(k):.4g}, "
                 f"not a simple fraction{sign}: look for a factor missing or too many, which may be a sum or "
                 "a normaliser rather than a constant")
-    return f"{c.dname} is {fraction} times the right answer: {_factor_meaning(fraction, c.sizes)}"
+    return f"{c.dname} is {fraction} times the right answer: {_factor_meaning(fraction, c.sizes, _may_hold_a_power(c))}"
+
+
+def _may_hold_a_power(c):
+    """False when autograd's graph shows how t enters every checked tensor computed from it, and none of
+    those steps raises something to a power (a matmul, a sum, a tanh); True otherwise."""
+    return not c.steps or any("Pow" in step.op or step.power is not None or step.op == "MulBackward0"
+                              for step in c.steps)
 
 
 def _root_of_a_divisor_ratio(k2, sizes):
@@ -1463,8 +1488,9 @@ def _is_simple(f):
     return num == 1 or den == 1 or abs(num - den) == 1 or (num <= 4 and den <= 4)
 
 
-def _factor_meaning(f, sizes):
-    """What a factor between your answer and the right one means; sizes are those of the problem."""
+def _factor_meaning(f, sizes, power=True):
+    """What a factor between your answer and the right one means; sizes are those of the problem; power:
+    whether a power rule may be involved (False when the graph shows the step holds no power)."""
     if f == -1:
         return "the sign is flipped: which minus sign, in your formula or in a local derivative, went missing or in twice?"
     sign = "the sign is flipped, and " if f < 0 else ""
@@ -1484,6 +1510,9 @@ def _factor_meaning(f, sizes):
             return f"{sign}a factor 1/{k} is missing, e.g. the 1/n of a mean over n = {k} items ({sizes[k]})"
         return (f"{sign}there is a factor 1/{k} too many, e.g. a division by {k} ({sizes[k]}): a mean where a sum "
                 "belongs, or a 1/n applied twice")
+    if num <= 4 and den <= 4 and not power:
+        return (f"{sign}a constant factor like {abs(f)} is missing or extra: which "
+                "constant in your formula is not this step's?")
     if num <= 4 and den <= 4:
         return (f"{sign}a power rule factor may be missing or extra (the p that d/dx x**p = p * x**(p-1) brings "
                 "down), or a factor like 2 or 1/2")
@@ -1797,6 +1826,19 @@ def _standardised(x, dim=0, correction=1):
     return centred * s, s
 
 
+def _notebook_name_of(c, values):
+    """The name of a tensor of your notebook (not a gradient) that holds `values`, as `bnraw` holds x̂; or None."""
+    return next((f"`{key}`" for key, x in c.in_scope
+                 if not key.startswith("d") and x.shape == values.shape and _fits(x, values)), None)
+
+
+def _per_column_quantity(c, xhat, s):
+    """'as if a per-column quantity ... were missing or extra in it', in your notebook's names where it has them."""
+    s_words, xhat_words = _notebook_name_of(c, s) or "1/std", _notebook_name_of(c, xhat) or "x̂"
+    return (f"as if a per-column quantity (such as {s_words}, or x - mean in place of {xhat_words}) were missing "
+            "or extra in it")
+
+
 def _rule_variance_term(c):
     """Fused BatchNorm: the error is a multiple of the standardised input, column by column."""
     if c.x is None or c.d.dim() != 2 or c.d.shape != c.x.shape or c.d.shape[0] < 3:
@@ -1808,10 +1850,11 @@ def _rule_variance_term(c):
         return None
     n = c.d.shape[0]
     centred = _max_abs(c.x.mean(0)) <= 1e-6 * _max_abs(c.x)  # like bndiff: the mean is already taken out
-    xhat_words = f"{c.tname} / std" if centred else f"({c.tname} - mean) / std"
-    start = (f"{c.dname} is right except for a multiple of x̂ = {xhat_words} in each column: the part "
-             "of the gradient that flows through the batch variance")
     norm = _normalisation(c)
+    xhat_words = (_notebook_name_of(c, norm.xhat if norm is not None and norm.dim == 0 else xhat)
+                  or (f"x̂ = {c.tname} / std" if centred else f"x̂ = ({c.tname} - mean) / std"))
+    start = (f"{c.dname} is right except for a multiple of {xhat_words} in each column: the part "
+             "of the gradient that flows through the batch variance")
     if norm is not None and norm.dim == 0 and norm.correction == 0:
         return _variance_term_dividing_by_n(c, norm, start)
     share = _variance_part_share(c, coefficient, xhat, s)
@@ -1831,8 +1874,7 @@ def _rule_variance_term(c):
     if share is not None:
         return f"{start} has about {1 - share:.2f} times its right size"
     if c.bn_gain is not None and c.bn_gain[0].shape == coefficient.shape:
-        return (f"{start} is off by a different factor in each column, as if a per-column quantity (such as "
-                "1/std, or x - mean in place of x̂) were missing or extra in it")
+        return f"{start} is off by a different factor in each column, {_per_column_quantity(c, xhat, s)}"
     return f"{start} is missing or has the wrong size"
 
 
@@ -1843,15 +1885,15 @@ def _variance_term_dividing_by_n(c, norm, start):
     per_column = (c.error * norm.xhat).sum(0, keepdim=True) / (part * norm.xhat).sum(0, keepdim=True)
     size = 1 + per_column.mean().item()
     if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
-        return (f"{start} is off by a different factor in each column, as if a per-column quantity (such as 1/std, "
-                "or x - mean in place of x̂) were missing or extra in it")
+        return f"{start} is off by a different factor in each column, {_per_column_quantity(c, norm.xhat, norm.s)}"
+    xhat = _notebook_name_of(c, norm.xhat) or "x̂"
     reused = (f"from a variance divided by n-1 = {n - 1}, where this forward pass divides by n = {n} (e.g. "
               "reused from a layer with Bessel's correction)")
     known = ((n / (n - 1), None, "what does this forward pass divide the variance by, and what coefficient does "
               "the last term get then?"),
              ((n - 1) / n, f"{n - 1}/{n}",
-              f"as when both x̂ and the sum of it (such as the gain's gradient) come {reused}"),
-             (((n - 1) / n) ** 0.5, f"√({n - 1}/{n})", f"as when x̂, or the sum of it (such as the gain's gradient), "
+              f"as when both {xhat} and the sum of it (such as the gain's gradient) come {reused}"),
+             (((n - 1) / n) ** 0.5, f"√({n - 1}/{n})", f"as when {xhat}, or the sum of it (such as the gain's gradient), "
               f"comes {reused}"))
     for ratio, words, why in known:
         if abs(size - ratio) < LOOSE_FIT:
@@ -2075,9 +2117,12 @@ def _rule_term_sizes(c):
     if not any(off) or same or off == [False, False, True] or (off == [False, True, False] and abs(sizes[1]) < LOOSE_FIT):
         return None
     n = c.d.shape[0]
-    names = ("the direct term (the gradient arriving at x̂ times 1/std, entry by entry)",
+    xhat, s = _standardised(c.x, 0) if c.x is not None else (None, None)
+    xhat_words = (xhat is not None and _notebook_name_of(c, xhat)) or "x̂"
+    s_words = (s is not None and _notebook_name_of(c, s)) or "1/std"
+    names = (f"the direct term (the gradient arriving at {xhat_words} times {s_words}, entry by entry)",
              "the term through the batch mean (one value per column, the same in every row)",
-             "the term through the batch variance (a multiple of x̂ in each column)")
+             f"the term through the batch variance (a multiple of {xhat_words} in each column)")
     said = [f"{names[i]} {_term_size(sizes[i], n)}" for i in range(3) if off[i]]
     right = [names[i].split(" (")[0] for i in range(3) if not off[i]]
     return (f"{c.dname} has the three terms of the fused BatchNorm gradient, not all of the right size: "

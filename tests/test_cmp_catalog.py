@@ -1254,7 +1254,7 @@ EXERCISE_3_MISTAKES = [
     ("dhprebn with n/(n-1) on the mean term", "hprebn",
      "bngain * bnvar_inv / n * (n * dhpreact - n / (n - 1) * dbnbias - bnraw * dbngain)", "term_sizes",
      ["the term through the batch mean (one value per column, the same in every row) is there, but 32/31",
-      "the term through the batch variance (a multiple of x̂ in each column) is there, but 31/32",
+      "the term through the batch variance (a multiple of `bnraw` in each column) is there, but 31/32",
       "the direct term is right"]),
     ("dhprebn with the whole prefactor over n-1", "hprebn",
      "bngain * bnvar_inv / (n - 1) * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)", "constant_factor",
@@ -1266,7 +1266,7 @@ EXERCISE_3_MISTAKES = [
     ("dx_bn reusing dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - xhat_bn * dbngain)",
      "variance_term", ["√(31/32) of its right size", "divided by n-1 = 31"]),
     ("dx_bn reusing bnraw and dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
-     "variance_term", ["31/32 of its right size", "both x̂ and the sum of it"]),
+     "variance_term", ["multiple of `xhat_bn` in each column", "31/32 of its right size", "both `xhat_bn` and the sum of it"]),
     ("dx_bn with bnvar_inv for s_bn", "x_bn", "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"
      " - xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", "constant_factor",
      ["√(31/32) times the right answer", "another divisor"]),

@@ -2147,6 +2147,18 @@ def _term_size(k, n):
     return f"is there, but {size} times its right size"
 
 
+def _broadcast_words(small, shape):
+    """How a tensor of shape `small`, broadcast to `shape`, looks there: 'one number per row, the same in
+    every column' for (32, 1) in (32, 27)."""
+    small = (1,) * (len(shape) - len(small)) + tuple(small)
+    spread = [dim for dim, (a, b) in enumerate(zip(small, shape)) if a == 1 and b > 1]
+    if len(shape) == 2 and spread == [1]:
+        return "one number per row, the same in every column"
+    if len(shape) == 2 and spread == [0]:
+        return "one number per column, the same in every row"
+    return f"the same along dim {', '.join(map(str, spread))}"
+
+
 def _rule_branch_off(c):
     """The error is a checked tensor's gradient, broadcast: the branch through that tensor is off."""
     error = -c.error  # what is missing from d
@@ -2161,8 +2173,8 @@ def _rule_branch_off(c):
         if k is None:
             continue
         if k > 0:
-            return (f"what {c.dname} lacks is a multiple of d{name}, broadcast to this shape: the branch through "
-                    f"`{name}` is missing, too small or of the wrong sign")
+            return (f"what {c.dname} lacks is {_broadcast_words(grad.shape, error.shape)}: it is a multiple of "
+                    f"d{name}, broadcast: the branch through `{name}` is missing, too small or of the wrong sign")
         n = 1 / (1 + k) if k > -1 else 0  # the right factor is 1/n and yours 1, when k = 1/n - 1
         mean_missing = round(n) in c.sizes and abs(n - round(n)) < LOOSE_FIT * n
         amount = f"{_number(-k)} = 1 - 1/{round(n)}" if mean_missing else _number(-k)

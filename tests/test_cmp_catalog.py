@@ -1018,7 +1018,7 @@ OTHER_CASES = [
      ["close enough for allclose, but not only rounding", "`bnvar`, checked before this one, is wrong"],
      _case_close_below_a_dbnvar_without_eps),
     ("dhprebn = dbndiff, the branch through bnmeani left out", "branch_off",
-     ["what dhprebn lacks is a multiple of dbnmeani", "the branch through `bnmeani` is missing"],
+     ["what dhprebn lacks is one number per column, the same in every row: it is a multiple of dbnmeani", "the branch through `bnmeani` is missing"],
      lambda v, g: (_check_everything_before(v, g, "hprebn"), cmp_in_notebook(v, g, "hprebn", g["dbndiff"].clone()))[1]),
     ("02 step 2: the label's -1 subtracted everywhere", "one_entry_right_per_row",
      ["right in one entry; every other entry is off by -1", "was given to every entry"], _case_minus_one_everywhere),

@@ -173,6 +173,7 @@ class CheckResult:
 _results = {}
 _tensors = {}
 _answers = {}  # {name: your gradient as it was checked (a detached copy)}
+_your_names = {}  # {name: your gradient's variable name when it was checked, e.g. "grad_lse" for l_lse}
 
 
 def reset():
@@ -180,6 +181,7 @@ def reset():
     _results.clear()
     _tensors.clear()
     _answers.clear()
+    _your_names.clear()
     _seen_grads.clear()
     _seen_batch.clear()
     _seen_as_variable.clear()
@@ -816,7 +818,7 @@ def _names(name, dt=None, namespace=None):
     first = name.split(" (")[0]  # e.g. "hprebn (paths)": a variant of hprebn's gradient
     if not first.isidentifier():
         return "dt", "t"
-    dname = "d" + first
+    dname = _your_names.get(first, "d" + first) if dt is None else "d" + first
     if namespace and isinstance(dt, torch.Tensor) and namespace.get(dname) is not dt:
         yours = [key for key, value in namespace.items() if value is dt and _is_gradient_name(key, first)]
         if len(yours) == 1:
@@ -852,6 +854,7 @@ def _check(name, dt, t, atol, namespace=None):
 
     maxdiff, relerr = _differences(d, ref)
     dname, tname = _names(name, dt, namespace)
+    _your_names[tname] = dname
     if d.shape != ref.shape:
         case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace))
         rule, hint = _diagnose("shape", case)

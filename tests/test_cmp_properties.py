@@ -74,14 +74,16 @@ SCRAMBLES = dict(kind=st.sampled_from(["noise on some entries", "a random factor
 
 @SETTINGS
 @given(index=st.integers(0, len(GRAD_NAMES) - 1), **SCRAMBLES)
+@example(index=GRAD_NAMES.index("dlogit_maxes"), kind="noise on some entries", share=0.0625, size=0.01, seed=0)
 def test_a_random_scramble_gets_no_explanation(net, grads, index, kind, share, size, seed):
     name = GRAD_NAMES[index]
     dt, changed = _scramble(grads[name], kind, share, size, seed)
     assume(changed)
     result = _check(net, grads, name[1:], dt)
     assume(not result)  # a scramble of a gradient that is zero up to rounding can still be allclose
-    allowed = DESCRIBING | ({"right_answer_is_zero"} if name in ("dlogit_maxes", "db1") else set())
-    assert result.diagnosis in allowed, f"{name}, {kind}: {result.diagnosis}: {result.hint}"
+    # a gradient that is zero up to rounding: noise on it is described as noise (judge it by its structure)
+    zero = {"right_answer_is_zero", "noise_around_zero"} if name in ("dlogit_maxes", "db1") else set()
+    assert result.diagnosis in DESCRIBING | zero, f"{name}, {kind}: {result.diagnosis}: {result.hint}"
 
 
 EXERCISE_3_TENSORS = ["bnvar", "bnmeani", "hprebn", "x_ln", "x_bn"]

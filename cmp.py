@@ -59,7 +59,8 @@ measured, and why() the rest, as for cmp).
 Spoilers: to recognise slips, cmp computes some answers itself (exercise 3's fused formula among
 them); read its code after the exercises.
 
-Only the numbers after "maxdiff: " and "rel err: ", and before "of the largest entry", depend on the machine;
+Only the numbers after "maxdiff: " and "rel err: ", and before "of (or times) the largest entry", depend on
+the machine;
 everything else this module prints is the same on every run.
 """
 import enum
@@ -2617,7 +2618,8 @@ def _rule_wrong_values(c):
              "check your derivation one step at a time (a small case worked by hand helps)")
     if c.rounding is None:
         return f"wrong values: {check}"
-    return (f"wrong values (off by {c.relerr:.1e} of the largest entry, far above {c.rounding[0]} rounding, which stays near "
+    off = f"{c.relerr:.1e} {'of' if c.relerr < 1 else 'times'} the largest entry"
+    return (f"wrong values (off by {off}, far above {c.rounding[0]} rounding, which stays near "
             f"{c.rounding[1]:.0e}): {check}")
 
 

@@ -19,7 +19,7 @@ from cmp import (RULE_IDS, CheckResult, GradientError, Status, Summary, check_nu
                  hints, rel_error, reset, summary)
 
 SANITIZE = [(re.compile(r"maxdiff: \S+"), "maxdiff: MAXDIFF"), (re.compile(r"rel err: \S+"), "rel err: RELERR"),
-            (re.compile(r"[-+.0-9e]+ of (the|its) largest entry"), "RELERR of the largest entry")]
+            (re.compile(r"[-+.0-9e]+ (of|times) (the|its) largest entry"), "RELERR of the largest entry")]
 MAIN_LINE = re.compile(r"^(.{15,}) \| exact: (True |False) \| approximate: (True |False) \| maxdiff: \S+$")
 
 

@@ -548,11 +548,8 @@ def _your_step(name, dt, t, namespace):
         expected = expected[0].detach().to(torch.float64)
         if not torch.isfinite(expected).all():
             return None  # your earlier gradient has NaN or inf: the rules would blame the reference for them
-        if _max_abs(ref) <= NOISE * _max_abs(_grad_of(u)):
-            return None  # the right gradient is rounding noise (dlogit_maxes): a step that agrees with noise proves nothing
-        if _max_abs(expected) <= NOISE * _max_abs(ref.to(torch.float64)):
-            return None  # your earlier gradient gives (almost) nothing here, e.g. it is all zeros: the rules
-                         # would take that for a tensor the loss does not depend on
+        if _step_says_nothing(ref, [_grad_of(u)], expected):
+            return None
         if _step_agrees(d, expected):
             return YourStep(other, True)
         case = _case_below_your_gradient(name, d, t, expected, other, your_du, namespace)
@@ -561,6 +558,15 @@ def _your_step(name, dt, t, namespace):
         rule, hint = _diagnose("value", case)
         return YourStep(other, False, rule, hint)
     return _your_step_through_a_cut(name, d, t, ref, namespace)
+
+
+def _step_says_nothing(ref, flowing_in, expected):
+    """True when the right step from your earlier gradients cannot judge yours: the right gradient is rounding
+    noise next to the gradients flowing in (dlogit_maxes: agreeing with noise proves nothing), or the step
+    from yours gives (almost) nothing, e.g. from all zeros (the rules would take that for a tensor the loss
+    does not depend on)."""
+    return (_max_abs(ref) <= NOISE * max(_max_abs(grad) for grad in flowing_in)
+            or _max_abs(expected) <= NOISE * _max_abs(ref.to(torch.float64)))
 
 
 def _step_agrees(d, expected):
@@ -597,9 +603,7 @@ def _your_step_through_a_cut(name, d, t, ref, namespace):
     right_sum, your_sum = sum(part[2] for part in parts), sum(part[3] for part in parts)
     if not _close(right_sum, ref) or not torch.isfinite(your_sum).all():
         return None  # some of t's gradient takes another path
-    if _max_abs(ref) <= NOISE * max(_max_abs(_grad_of(u)) for _, u, *_ in parts):
-        return None  # the right gradient is rounding noise: a step that agrees with noise proves nothing
-    if _max_abs(your_sum) <= NOISE * _max_abs(ref.to(torch.float64)):
+    if _step_says_nothing(ref, [_grad_of(u) for _, u, *_ in parts], your_sum):
         return None
     names = tuple(other for other, *_ in parts)
     if _step_agrees(d, your_sum):

@@ -1679,13 +1679,18 @@ def _rule_power_rule_added(c):
     return None
 
 
+def _entries_off_by_rows(c):
+    """(the error, one row per row of your gradient (a vector: one row), and where it is more than rounding)."""
+    error = c.error.reshape(-1, c.d.shape[-1])
+    return error, error.abs() > FIT * max(_max_abs(c.ref), _TINY)
+
+
 def _rule_label_term_missing(c):
     """Wrong in exactly one entry per row, by the same amount, where the right gradient is negative."""
     if c.d.dim() not in (1, 2) or c.d.shape[-1] < 2:
         return None
-    error = c.error.reshape(-1, c.d.shape[-1])
+    error, wrong = _entries_off_by_rows(c)
     ref = c.ref.reshape(error.shape)
-    wrong = error.abs() > FIT * _max_abs(ref)
     if not (wrong.sum(1) == 1).all():
         return None
     values = error[wrong]
@@ -1706,8 +1711,8 @@ def _rule_one_entry_right_per_row(c):
     entry that belongs to one (e.g. the label's -1 subtracted everywhere), or the other way round."""
     if c.d.dim() not in (1, 2) or c.d.shape[-1] < 3:
         return None
-    error = c.error.reshape(-1, c.d.shape[-1])
-    right = error.abs() <= FIT * max(_max_abs(c.ref), _TINY)
+    error, wrong = _entries_off_by_rows(c)
+    right = ~wrong
     if not (right.sum(1) == 1).all() or not _is_constant(error[~right]):
         return None
     where = "one entry per row" if error.shape[0] > 1 else "one entry"

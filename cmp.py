@@ -59,9 +59,14 @@ measured, and why() the rest, as for cmp).
 Spoilers: to recognise slips, cmp computes some answers itself (exercise 3's fused formula among
 them); read its code after the exercises.
 
-Only the numbers after "maxdiff: " and "rel err: ", and before "of (or times) the largest entry", depend on
-the machine;
-everything else this module prints is the same on every run.
+A map of this file, for the curious. Using cmp needs only this docstring. Most of the file is the
+catalogue of slips it recognises, one small function each; the table RULES lists them all with a
+sentence each, so read it first. In order: the registry of checks; cmp itself and the pipeline a
+check goes through; the rules for a wrong shape; the rules for wrong values (the long part); the
+table RULES; summary(); checking without autograd (finite differences).
+
+Only the numbers after "maxdiff: " and "rel err: ", and before "of (or times) the largest entry",
+depend on the machine; everything else this module prints is the same on every run.
 """
 import enum
 import html

@@ -803,8 +803,8 @@ def why():
     if _held_back is None:
         print("nothing held back: why() explains the check just made, when cmp or check_numerically kept "
               "part of its diagnosis back")
-    else:
-        print(_report(_held_back))
+    else:  # the check's own line is just above: only its name, then the whole diagnosis
+        print("\n".join([f"why ({_held_back.name}):"] + _report(_held_back).split("\n")[1:]))
 
 
 def _measured(x):
@@ -2940,6 +2940,9 @@ class Summary:
             parts.append("wrong: " + ", ".join(wrong_values))
         if wrong_form:
             parts.append("right numbers in the wrong shape or dtype: " + ", ".join(wrong_form))
+        unconfirmed = [r.name for r in self.results if _unconfirmed(r)]
+        if unconfirmed:
+            parts.append("accepted, but the numbers cannot confirm the formula (ok?): " + ", ".join(unconfirmed))
         return "; ".join([line] + parts)
 
     def _checked(self):
@@ -2962,7 +2965,7 @@ class Summary:
             return "\n".join(line for line in (self._not_done_line(), self.count_line()) if line)
         rows = [("", "name", "status", "maxdiff", "hint")]
         for r in checked:
-            hint = "" if r else _short(_hint_line(r))
+            hint = "" if r and not _unconfirmed(r) else _short(_hint_line(r))
             rows.append((_mark(r, r.name == first), r.name, str(r.status), f"maxdiff: {_measured(r.maxdiff)}", hint))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = [" | ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + " | " + row[4]
@@ -2983,7 +2986,8 @@ class Summary:
             rows.append(
                 f'<tr style="{weight}"><td {cell}><span style="color:{colour}">{_mark(r, r.name == first)}</span></td>'
                 f"<td {cell}><code>{html.escape(r.name)}</code></td><td {cell}>{html.escape(r.status)}</td>"
-                f"<td {cell}>maxdiff: {_measured(r.maxdiff)}</td><td {cell}>{html.escape('' if r else _hint_line(r))}</td></tr>")
+                f"<td {cell}>maxdiff: {_measured(r.maxdiff)}</td>"
+                f"<td {cell}>{html.escape('' if r and not _unconfirmed(r) else _hint_line(r))}</td></tr>")
         header = "".join(f"<th {cell}>{title}</th>" for title in ("", "name", "status", "maxdiff", "hint"))
         not_done = self._not_done_line()
         footer = f'<p style="text-align:left">{html.escape(not_done)}</p>' if not_done else ""
@@ -3001,10 +3005,19 @@ def _root_of_all(wrong):
     return None
 
 
+# Accepted answers whose numbers cannot confirm the formula: summary() marks them "ok?" and shows why.
+_UNCONFIRMED = ("branch_invisible", "close_not_rounding", "zero_up_to_rounding", "zero_answer_is_right")
+
+
+def _unconfirmed(result):
+    return bool(result) and result.diagnosis in _UNCONFIRMED
+
+
 def _mark(result, first_to_fix=False):
-    """A mark that any font can show: ok for a right gradient, X for a wrong one (X <- first for the one to fix first)."""
+    """A mark that any font can show: ok for a right gradient (ok? when its numbers cannot confirm the formula),
+    X for a wrong one (X <- first for the one to fix first)."""
     if result:
-        return "ok"
+        return "ok?" if _unconfirmed(result) else "ok"
     return "X <- first" if first_to_fix else "X"
 
 

@@ -86,7 +86,7 @@ def test_by_default_a_wrong_answer_gets_what_was_measured_and_why_gives_the_rest
     assert capsys.readouterr().out.splitlines()[1:] == ["  -> dx is 2 times the right answer",
                                                          "  -> (why it may be so: run why())"]
     cmp_module.why()
-    assert capsys.readouterr().out == str(result) + "\n"  # the whole diagnosis
+    assert capsys.readouterr().out == "\n".join(["why (x):"] + str(result).splitlines()[1:]) + "\n"  # the whole diagnosis
     shape = cmp("x", t.grad.sum(0, keepdim=True), t)  # a shape: up to the two shapes
     short = capsys.readouterr().out.splitlines()[1]
     assert "has shape (1, 5) but x has shape (8, 5)" in short and "sum" not in short.split("shape (8, 5)")[1]

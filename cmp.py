@@ -1640,8 +1640,8 @@ def _local_factor_of(c):
 def _rule_tanh_from_its_input(c):
     """For h = tanh(x): 1 - x**2 instead of 1 - h**2."""
     if _tanh_local_is(c, lambda x: 1 - x ** 2):
-        return (f"{_local_factor_of(c)}: it matches tanh's derivative taken at its input, 1 - {c.tname}**2; the "
-                "derivative 1 - y**2 uses tanh's OUTPUT y = tanh(x), the tensor that came out of the tanh")
+        return (f"{_local_factor_of(c)}: it matches 1 - {c.tname}**2, the formula 1 - y**2 evaluated at tanh's "
+                "input: is the y of that formula what goes into the tanh, or what comes OUT of it?")
     return None
 
 
@@ -1908,13 +1908,13 @@ def _variance_term_dividing_by_n(c, norm, start):
     if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
         return f"{start} is off by a different factor in each column, {_per_column_quantity(c, norm.xhat, norm.s)}"
     xhat = _notebook_name_of(c, norm.xhat) or "x̂"
-    reused = (f"from a variance divided by n-1 = {n - 1}, where this forward pass divides by n = {n} (e.g. "
-              "reused from a layer with Bessel's correction)")
+    reused = (f"from a variance divided by another number than this forward pass's n = {n}: which divisor did "
+              "each tensor in your formula use?")
     known = ((n / (n - 1), None, "what does this forward pass divide the variance by, and what coefficient does "
               "the last term get then?"),
              ((n - 1) / n, f"{n - 1}/{n}",
-              f"as when both {xhat} and the sum of it (such as the gain's gradient) come {reused}"),
-             (((n - 1) / n) ** 0.5, f"√({n - 1}/{n})", f"as when {xhat}, or the sum of it (such as the gain's gradient), "
+              f"as when both {xhat} and the sum of it come {reused}"),
+             (((n - 1) / n) ** 0.5, f"√({n - 1}/{n})", f"as when {xhat}, or the sum of it, "
               f"comes {reused}"))
     for ratio, words, why in known:
         if abs(size - ratio) < LOOSE_FIT:
@@ -2254,6 +2254,7 @@ def _rule_rows_overwritten(c):
     if uses is None:
         return None
     index, parts, index_name, parts_name = uses
+    index_name = index_name.split('["')[-1].rstrip('"]')  # cache["Xb"] -> Xb: as the code that wrote dC calls it
     wrong = ~close.all(1)
     for row in wrong.nonzero().flatten().tolist():
         if not any(_fits(part, c.d[row]) for part in parts[index == row]):
@@ -2425,6 +2426,31 @@ def _rule_swapped_operand(c):
         swapped = _swapped_incoming(c, step, right_operand, right)
         if swapped:
             return swapped
+    return None
+
+
+def _rule_summed_over_another_dim(c):
+    """A gradient of a (k, 1) or (1, k) tensor broadcast in a product, summed over the dim it was not
+    broadcast along: the shapes allow it when the product is square (k by k)."""
+    if c.d.dim() != 2 or 1 not in c.d.shape:
+        return None
+    for step in c.steps:
+        operand = _other_operand(step)
+        if step.op != "MulBackward0" or operand is None or step.power is not None:
+            continue
+        try:
+            products = operand * step.incoming
+        except RuntimeError:
+            continue
+        dims = _broadcast_dims(tuple(products.shape), tuple(c.d.shape))
+        if products.dim() != 2 or dims is None or dims[0] or len(dims[1]) != 1:
+            continue
+        other = 1 - dims[1][0]  # the dim t was not broadcast along
+        summed = products.sum(other)
+        if summed.numel() == c.d.numel() and _fits(summed.reshape(c.d.shape), c.d):
+            return (f"{c.dname} matches this step's products summed over dim {other}, laid out in {c.tname}'s "
+                    f"shape: {c.tname} was copied along dim {dims[1][0]} in the forward pass; along which dim do "
+                    "the gradients of its copies add up?")
     return None
 
 
@@ -2620,8 +2646,14 @@ def _rule_partly_right(c):
         pattern = None if how == "all zero" else pattern  # "0 where the right gradient is not" says it again
         among = (_plural(close.shape[0], "row") if used.all()
                  else f"the {_plural(int(used.sum()), 'row')} that get a gradient")
-        hints.append(f"right in {int((rows & used).sum()):,} of {among}; "
-                     + (f"the other row is {how}" if others == 1 else f"the other rows are {how}"))
+        wrong_rows = [f"{c.dname}[{i}]" for i in (~rows).nonzero().flatten().tolist()]
+        if others == 1:
+            tail = f"the other row, {wrong_rows[0]}, is {how}"
+        elif others <= 3:
+            tail = f"the other rows, {', '.join(wrong_rows[:-1])} and {wrong_rows[-1]}, are {how}"
+        else:
+            tail = f"the other rows are {how}"
+        hints.append(f"right in {int((rows & used).sum()):,} of {among}; {tail}")
     elif 0 < n_right < total and (pattern or n_right >= total / 4):
         among = "" if total == c.d.numel() else " where the right gradient is not 0"
         hints.append(f"right in {n_right:,} of {_plural(total, 'entry')}{among} ({100 * n_right / total:.0f}%)")
@@ -2767,6 +2799,10 @@ RULES = [
          check=_rule_wrong_order),
     Rule("constant_offset", "value", "every entry is off by the same amount", "how much (ones instead of zeros?)",
          "exact; before the broadcast pattern, of which it is the simplest case", check=_rule_constant_offset),
+    Rule("summed_over_another_dim", "value", "a broadcast tensor's gradient summed over the other dim of a "
+         "square product", "the copies' gradients add up along the dim the broadcast copied it over",
+         "needs the graph; before swapped_operand, which can fit the same numbers with a transposed tensor",
+         check=_rule_summed_over_another_dim, local=True),
     Rule("swapped_operand", "value", "the step into a checked product (a * b, a @ b) fits exactly with another "
          "tensor of your notebook in place of the one the forward pass saved, or another gradient of your notebook "
          "in place of the product's own", "which tensor was used, which belongs there, and the rule it breaks",
@@ -3147,7 +3183,7 @@ def _check_numerically(name, f, x, dout, dx, h):
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
         dout64 = torch.as_tensor(dout).detach().to(torch.float64)
         out = out.to(torch.float64)
-        incoming = (("out", out, dout64),) if dout64.shape == d64.shape == out.shape else ()  # f(x)'s gradient: dout
+        incoming = ((_incoming_name(dout), out, dout64),) if dout64.shape == d64.shape == out.shape else ()
         case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, _sizes_of({"x": x64}), incoming)
         rule, hint = _diagnose("value", case)
         # here the reference is a finite-difference estimate, not autograd's gradient: call it that
@@ -3155,6 +3191,13 @@ def _check_numerically(name, f, x, dout, dx, h):
         if status == Status.SUSPICIOUS:
             hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)
+
+
+def _incoming_name(dout):
+    """What messages call f(x)'s gradient `dout` ("d" + this): your variable's name for it (dy -> "y"), else "out"."""
+    yours = [key for key, value in _caller_namespace().items()
+             if value is dout and key.startswith("d") and key[1:].isidentifier()]
+    return yours[0][1:] if yours else "out"
 
 
 def _blurred_estimate(f, x, dout, d64, h, out):

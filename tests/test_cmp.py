@@ -735,7 +735,7 @@ def test_counts_are_spelled_out():
     dt = ref.clone()
     dt[0] = 3 * ref[0] + 1  # larger, so not "too small" like an overwritten row
     hint = cmp("x", dt, with_grad(ref)).hint
-    assert "right in 3 of 4 rows; the other row is wrong" in hint
+    assert "right in 3 of 4 rows; the other row, dx[0], is wrong" in hint
     dt = ref.clone()
     dt[0, 0] = 0
     assert "0 in 1 entry where" in cmp("x", dt, with_grad(ref)).hint
@@ -903,3 +903,20 @@ def test_a_gradient_checked_in_a_wrong_shape_is_not_blamed(capsys):
     cmp("z", torch.stack([z.grad, z.grad]), z)  # (2, 4) for (4,): its numbers cannot be lined up
     result = cmp("y", y.grad * 2, y)
     assert result.diagnosis == "constant_factor" and "fix it first" not in result.hint
+
+
+def test_a_square_product_summed_over_the_other_dim_is_named(capsys):
+    """The warm-up's 3a: Y = X * col with col (3, 1); summing over dim 0 fits the shape once transposed."""
+    reset()
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    col = torch.randn(3, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    Y = X * col
+    Y.retain_grad()
+    (Y * torch.randn(3, 3, generator=g, dtype=torch.float64)).sum().backward(retain_graph=True)
+    cmp("Y", Y.grad, Y)
+    result = cmp("col", (X.detach() * Y.grad).sum(0, keepdim=True).T, col)
+    assert result.diagnosis == "summed_over_another_dim", result.hint
+    assert "summed over dim 0" in result.hint and "copied along dim 1" in result.hint
+    assert "sum(1" not in result.hint  # a question, not the line
+    assert cmp("col", (X.detach() * Y.grad).sum(1, keepdim=True), col)  # the right sum is accepted

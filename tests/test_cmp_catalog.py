@@ -175,7 +175,7 @@ MISTAKES = [
     ("dhpreact wrong sign", "hpreact", lambda v, g: ((v.h**2 - 1.0) * g["dh"]).detach(), "constant_factor",
      ["-1 times"]),
     ("dhpreact uses hpreact instead of h", "hpreact", lambda v, g: ((1.0 - v.hpreact**2) * g["dh"]).detach(),
-     "tanh_from_its_input", ["1 - hpreact**2", "OUTPUT"]),
+     "tanh_from_its_input", ["1 - hpreact**2", "tanh's input", "OUT of it?"]),
     ("dhpreact with tanh applied to h again", "hpreact",
      lambda v, g: ((1.0 - torch.tanh(v.h)**2) * g["dh"]).detach(), "tanh_slope_misread", ["tanh applied twice"]),
     ("dbnraw without bngain", "bnraw", lambda v, g: g["dhpreact"].clone(), "factor_per_slice",
@@ -248,7 +248,7 @@ MISTAKES = [
     ("dC from position 0 only", "C", _dC_from_position_0_only, "partly_right",
      ["right in 5 of the 21 rows that get a gradient"]),
     ("dh by a loop that skips the last row", "h", _dh_loop_without_the_last_row, "partly_right",
-     ["right in 31 of 32 rows; the other row is all zero"]),
+     ["right in 31 of 32 rows; the other row, dh[31], is all zero"]),
     ("dhprebn fused with the variance part's sign flipped", "hprebn",
      lambda v, g: _dhprebn_fused(v, g, variance_sign=-1), "variance_term",
      ["through the batch variance has the wrong sign"]),
@@ -927,6 +927,19 @@ def _lab_05_dhprebn(formula):
 
 
 # (label, rule, facts, run(net, grads) -> CheckResult)
+def _case_warmup_3a_summed_over_dim_0(net, grads):
+    """The warm-up's 3a, Y = X * col with col (3, 1): dcol summed over dim 0, then transposed to fit."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(3, 3, generator=g, requires_grad=True)
+    col = torch.randn(3, 1, generator=g, requires_grad=True)
+    Y = X * col
+    Y.retain_grad()
+    (Y * torch.randn(3, 3, generator=g)).sum().backward(retain_graph=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        cmp("Y", Y.grad, Y)
+        return cmp("col", (X.detach() * Y.grad).sum(0, keepdim=True).T, col, strict=False)
+
+
 OTHER_CASES = [
     ("lab 05 section 5: the mean term over n-1", "term_sizes",
      ["the term through the batch mean", "is there, but 32/31 of its right size",
@@ -1059,6 +1072,8 @@ OTHER_CASES = [
      lambda v, g: _case_dbndiff_below_a_dbndiff2_with_n(v, g, branch=False)),
     ("a gradient that breaks cmp", "internal_error", ["internal error in cmp", "bug in cmp"], _case_internal_error),
     ("tanh without dout, numerically", "local_derivative_only", ["dout"], _case_numerically_local_derivative_only),
+    ("warm-up 3a: dcol summed over dim 0 of a square product", "summed_over_another_dim",
+     ["summed over dim 0", "copied along dim 1", "along which dim"], _case_warmup_3a_summed_over_dim_0),
 ]
 
 
@@ -1264,7 +1279,7 @@ EXERCISE_3_MISTAKES = [
      " - n / (n - 1) * xhat_bn * (dhpreact * xhat_bn).sum(0, keepdim=True))", "variance_term",
      ["has the wrong size", "what does this forward pass divide the variance by", "the last term"]),
     ("dx_bn reusing dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - xhat_bn * dbngain)",
-     "variance_term", ["√(31/32) of its right size", "divided by n-1 = 31"]),
+     "variance_term", ["√(31/32) of its right size", "another number than this forward pass's n = 32"]),
     ("dx_bn reusing bnraw and dbngain", "x_bn", "bngain * s_bn / n * (n * dhpreact - dbnbias - bnraw * dbngain)",
      "variance_term", ["multiple of `xhat_bn` in each column", "31/32 of its right size", "both `xhat_bn` and the sum of it"]),
     ("dx_bn with bnvar_inv for s_bn", "x_bn", "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0, keepdim=True)"

@@ -3001,7 +3001,7 @@ class Summary:
             return "\n".join(line for line in (self._not_done_line(), self.count_line()) if line)
         rows = [("", "name", "status", "maxdiff", "hint")]
         for r in checked:
-            hint = "" if r and not _unconfirmed(r) else _short(_hint_line(r))
+            hint = _short(_summary_hint(r))
             rows.append((_mark(r, r.name == first), r.name, str(r.status), f"maxdiff: {_measured(r.maxdiff)}", hint))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = [" | ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + " | " + row[4]
@@ -3023,7 +3023,7 @@ class Summary:
                 f'<tr style="{weight}"><td {cell}><span style="color:{colour}">{_mark(r, r.name == first)}</span></td>'
                 f"<td {cell}><code>{html.escape(r.name)}</code></td><td {cell}>{html.escape(r.status)}</td>"
                 f"<td {cell}>maxdiff: {_measured(r.maxdiff)}</td>"
-                f"<td {cell}>{html.escape('' if r and not _unconfirmed(r) else _hint_line(r))}</td></tr>")
+                f"<td {cell}>{html.escape(_summary_hint(r))}</td></tr>")
         header = "".join(f"<th {cell}>{title}</th>" for title in ("", "name", "status", "maxdiff", "hint"))
         not_done = self._not_done_line()
         footer = f'<p style="text-align:left">{html.escape(not_done)}</p>' if not_done else ""
@@ -3042,11 +3042,22 @@ def _root_of_all(wrong):
 
 
 # Accepted answers whose numbers cannot confirm the formula: summary() marks them "ok?" and shows why.
-_UNCONFIRMED = ("branch_invisible", "close_not_rounding", "zero_up_to_rounding", "zero_answer_is_right")
+# (Not a gradient that is rounding noise, like db1's: "zero up to rounding" is its right answer.)
+_UNCONFIRMED = ("branch_invisible", "close_not_rounding")
 
 
 def _unconfirmed(result):
     return bool(result) and result.diagnosis in _UNCONFIRMED
+
+
+def _summary_hint(result):
+    """The hint column of summary(): nothing for a right answer; what was measured for a wrong one; for one
+    the numbers cannot confirm, the warning ("the numbers cannot tell whether ...")."""
+    if result and not _unconfirmed(result):
+        return ""
+    if result.diagnosis == "branch_invisible":  # its first clause only says "rounding": the warning comes after
+        return result.hint.split(", so ", 1)[-1]
+    return _hint_line(result)
 
 
 def _mark(result, first_to_fix=False):

@@ -1400,3 +1400,19 @@ def test_explain_false_keeps_the_slip_of_a_normalisation_back(net, grads, capsys
     assert "the fused formula of this normalisation with some of its parts changed" in short and "run why()" in short
     assert "dim 1" not in short  # the forward pass's dim is the student's to know
     assert "gain" not in short.split("\n", 1)[1]  # the slip itself stays for why()
+
+
+def test_summary_marks_an_answer_the_numbers_cannot_confirm(net, grads):
+    """dlogits without the branch through logit_maxes passes allclose (that branch is rounding noise):
+    summary() keeps cmp's warning as 'ok?' with its note; a right db1, zero up to rounding, stays 'ok'."""
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes"):
+            cmp_in_notebook(net, grads, name, grads["d" + name])
+        result = cmp_in_notebook(net, grads, "logits", grads["dnorm_logits"].clone())
+        cmp_in_notebook(net, grads, "b1", grads["db1"])
+    assert result and result.diagnosis == "branch_invisible"
+    rows = {line.split("|")[1].strip(): line for line in str(summary()).splitlines() if line.count("|") >= 4}
+    assert rows["logits"].startswith("ok?") and "the numbers cannot tell whether" in rows["logits"]
+    assert rows["b1"].startswith("ok ")
+    assert "cannot confirm the formula (ok?): logits" in str(summary()).splitlines()[-1]

@@ -717,16 +717,19 @@ def _with_your_consumers(case, consumers, t):
 
 
 _hints_shown = os.environ.get("CMP_HINTS", "1").strip().lower() not in ("0", "false", "no", "off")
-_explained = os.environ.get("CMP_EXPLAIN", "0").strip().lower() in ("1", "true", "yes", "on")
+_why_on = os.environ.get("CMP_WHY", "1").strip().lower() not in ("0", "false", "no", "off")
+_explained = _why_on and os.environ.get("CMP_EXPLAIN", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
-def hints(show=True, explain=False):
+def hints(show=True, explain=False, why=True):
     """How much cmp says under its columns. hints(): what it measured about a wrong answer; why() then
     gives its explanation (the default). hints(explain=True): the explanation at once, every time.
+    hints(why=False), for a class that should find every cause itself: what it measured, and why() is off.
     Ninja mode, hints(False): only the lecture's columns (and "not done yet"); each result still holds
-    its diagnosis in result.hint. The environment variables CMP_HINTS=0 and CMP_EXPLAIN=1 set the start."""
-    global _hints_shown, _explained
-    _hints_shown, _explained = bool(show), bool(explain)
+    its diagnosis in result.hint. The environment variables CMP_HINTS=0, CMP_EXPLAIN=1 and CMP_WHY=0 set
+    the start."""
+    global _hints_shown, _explained, _why_on
+    _hints_shown, _explained, _why_on = bool(show), bool(explain) and bool(why), bool(why)
 
 
 def _report(result, explain=True):
@@ -746,7 +749,7 @@ def _report(result, explain=True):
     if not explain and _holds_back(result):
         _held_back = result
         measured = ["  -> " + line for line in _measured_part(result).split("\n")]
-        return "\n".join(lines + measured + ["  -> (why it may be so: run why())"])
+        return "\n".join(lines + measured + (["  -> (why it may be so: run why())"] if _why_on else []))
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
 
 
@@ -800,7 +803,10 @@ _held_back = None  # the last result whose explanation cmp(..., explain=False) k
 
 def why():
     """Print the whole diagnosis of the last check, when it was made with explain=False and kept some back."""
-    if _held_back is None:
+    if not _why_on:
+        print("why() is off here (hints(why=False) or CMP_WHY=0): what cmp measured is all it says; the cause "
+              "is yours to find")
+    elif _held_back is None:
         print("nothing held back: why() explains the check just made, when cmp or check_numerically kept "
               "part of its diagnosis back")
     else:  # the check's own line is just above: only its name, then the whole diagnosis

@@ -920,3 +920,20 @@ def test_a_square_product_summed_over_the_other_dim_is_named(capsys):
     assert "summed over dim 0" in result.hint and "copied along dim 1" in result.hint
     assert "sum(1" not in result.hint  # a question, not the line
     assert cmp("col", (X.detach() * Y.grad).sum(1, keepdim=True), col)  # the right sum is accepted
+
+
+def test_a_class_can_turn_why_off(t, capsys):
+    import cmp as cmp_module
+    cmp_module.hints(why=False)
+    try:
+        cmp("x", t.grad * 2, t)
+        assert capsys.readouterr().out.splitlines()[1:] == ["  -> dx is 2 times the right answer"]
+        cmp_module.why()
+        assert capsys.readouterr().out.startswith("why() is off here")
+        cmp_module.hints(explain=True, why=False)  # no back door through explain
+        cmp("x", t.grad * 2, t)
+        assert capsys.readouterr().out.splitlines()[1:] == ["  -> dx is 2 times the right answer"]
+    finally:
+        cmp_module.hints()
+    cmp("x", t.grad * 2, t)
+    assert "run why()" in capsys.readouterr().out

@@ -725,8 +725,8 @@ def hints(show=True, explain=False, why=True):
     """How much cmp says under its columns. hints(): what it measured about a wrong answer; why() then
     gives its explanation (the default). hints(explain=True): the explanation at once, every time.
     hints(why=False), for a class that should find every cause itself: what it measured, and why() is off.
-    Ninja mode, hints(False): only the lecture's columns (and "not done yet"); each result still holds
-    its diagnosis in result.hint. The environment variables CMP_HINTS=0, CMP_EXPLAIN=1 and CMP_WHY=0 set
+    Ninja mode, hints(False): only the lecture's columns (and "not done yet", and the warning on an accepted
+    answer the numbers cannot confirm); each result still holds its diagnosis in result.hint. The environment variables CMP_HINTS=0, CMP_EXPLAIN=1 and CMP_WHY=0 set
     the start."""
     global _hints_shown, _explained, _why_on
     _hints_shown, _explained, _why_on = bool(show), bool(explain) and bool(why), bool(why)
@@ -744,8 +744,8 @@ def _report(result, explain=True):
     else:
         lines = [f"{result.name:15s} | exact: {str(result.exact):5s} | "
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
-    if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE):
-        return "\n".join(lines)
+    if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE or _unconfirmed(result)):
+        return "\n".join(lines)  # ninja mode: the columns, "not done yet" and what the numbers cannot confirm
     if not explain and _holds_back(result):
         _held_back = result
         measured = ["  -> " + line for line in _measured_part(result).split("\n")]
@@ -1812,10 +1812,9 @@ def _rule_softmax_over_the_wrong_dim(c):
                 if not _fits((c.x + rows + columns).exp(), yours, within=LOOSE_FIT):
                     continue
                 along, across = ("rows", "columns") if right_dim == 1 else ("columns", "rows")
-                return (f"{c.dname} is the right answer with the probabilities normalised along the wrong dim: in "
-                        f"yours each of the {across} sums to 1 (normalised along dim {1 - right_dim}), in the right "
-                        f"answer each of the {along} does (dim {right_dim}); the sum that normalises the softmax of "
-                        f"{c.tname} runs over the other dim")
+                return (f"the probabilities in {c.dname} sum to 1 along dim {1 - right_dim} (each of the {across}), "
+                        f"those in the right answer along dim {right_dim} (each of the {along}): the sum that "
+                        f"normalises the softmax of {c.tname} runs over the other dim")
     return None
 
 

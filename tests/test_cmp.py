@@ -937,3 +937,4 @@ def test_a_class_can_turn_why_off(t, capsys):
         cmp_module.hints()
     cmp("x", t.grad * 2, t)
     assert "run why()" in capsys.readouterr().out
+

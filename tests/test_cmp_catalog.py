@@ -160,11 +160,11 @@ MISTAKES = [
      ["one entry per row", "too high by 1/32", "label"]),
     ("dlogits fused with softmax over dim 0", "logits",
      lambda v, g: ((F.softmax(v.logits, 0) - F.one_hot(v.Yb, 27)) / v.n).detach(), "softmax_over_the_wrong_dim",
-     ["normalised along the wrong dim", "each of the columns sums to 1 (normalised along dim 0)",
-      "each of the rows does (dim 1)"]),
+     ["the probabilities in dlogits sum to 1 along dim 0 (each of the columns)",
+      "those in the right answer along dim 1 (each of the rows)", "runs over the other dim"]),
     # lab 05, section 2: the fix written with the sum over the batch, after the max-shift by row
     ("dlogits with max-shifted counts normalised over dim 0", "logits", _dlogits_shifted_counts_over_dim_0,
-     "softmax_over_the_wrong_dim", ["normalised along the wrong dim", "each of the columns sums to 1"]),
+     "softmax_over_the_wrong_dim", ["sum to 1 along dim 0 (each of the columns)"]),
     ("dlogits fused without 1/n", "logits", _dlogits_fused_without_mean, "constant_factor", ["32 times", "1/32"]),
     ("dh transposed answer", "h", lambda v, g: (v.W2 @ g["dlogits"].T).detach(), "transposed_shape", ["(64, 32)"]),
     ("dW2 with operands swapped", "W2", lambda v, g: (g["dlogits"].T @ v.h).detach(), "transposed_shape",
@@ -1416,3 +1416,22 @@ def test_summary_marks_an_answer_the_numbers_cannot_confirm(net, grads):
     assert rows["logits"].startswith("ok?") and "the numbers cannot tell whether" in rows["logits"]
     assert rows["b1"].startswith("ok ")
     assert "cannot confirm the formula (ok?): logits" in str(summary()).splitlines()[-1]
+
+
+def test_ninja_mode_keeps_the_warning_on_an_answer_the_numbers_cannot_confirm(net, grads):
+    """hints(False) prints only the lecture's columns, except that an accepted answer whose branch check is
+    blind keeps its warning: the passing verdict alone would overstate it."""
+    cmp_module.reset()
+    with contextlib.redirect_stdout(io.StringIO()):
+        for name in ("logprobs", "probs", "counts_sum_inv", "counts_sum", "counts", "norm_logits", "logit_maxes"):
+            cmp_in_notebook(net, grads, name, grads["d" + name])
+    cmp_module.hints(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            result = cmp_in_notebook(net, grads, "logits", grads["dnorm_logits"].clone())
+            cmp_in_notebook(net, grads, "logits", grads["dlogits"])
+        shown = printed.getvalue().splitlines()
+        assert result.diagnosis == "branch_invisible" and "the numbers cannot tell whether" in shown[1]
+        assert len(shown) == 3 and shown[2].startswith("logits")  # the right answer: the columns only
+    finally:
+        cmp_module.hints()

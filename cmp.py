@@ -1854,7 +1854,8 @@ def _standardised(x, dim=0, correction=1):
 
 def _notebook_name_of(c, values):
     """The name of a tensor of your notebook (not a gradient) that holds `values`, as `bnraw` holds x̂; or None."""
-    return next((f"`{key}`" for key, x in c.in_scope
+    named = sorted(c.in_scope, key=lambda item: not item[0].isidentifier())  # bnraw before retained[10]
+    return next((f"`{key}`" for key, x in named
                  if not key.startswith("d") and x.shape == values.shape and _fits(x, values)), None)
 
 
@@ -2366,7 +2367,7 @@ def _rule_one_path_only(c):
         found = _slice_factor(c.d, grad)
         if found is None or _slice_factor(c.ref, grad) is not None:
             continue  # the right answer has that form too: then only the factor is wrong, not the paths
-        if c.paths.get(name, 0) < 2:
+        if (c.paths or {}).get(name, 0) < 2:
             continue  # one path from t to u: the local derivative is wrong, no path is missing
         dim = found[0]
         return (f"{c.dname} is d{name} times a factor that is the same along dim {dim}: it has only the path "
@@ -3145,6 +3146,15 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True,
     return result
 
 
+def _diagnose_safely(stage, case):
+    """_diagnose, with cmp's safety net: a bug in a rule must not look like a bug in your answer."""
+    try:
+        return _diagnose(stage, case)
+    except Exception as err:
+        return "internal_error", (f"internal error in cmp ({type(err).__name__}: {err}): this is a bug in cmp, "
+                                  "not necessarily in your gradient; please report it")
+
+
 def _power_of_ten(x):
     """'1e-4' for 0.0001."""
     return f"1e{round(math.log10(x))}"
@@ -3168,7 +3178,7 @@ def _check_numerically(name, f, x, dout, dx, h):
     numerical = numerical_vjp(f, x, dout, h)
     dname, tname = "dx", "x"
     if d.shape != numerical.shape:
-        rule, hint = _diagnose("shape", ShapeCase(d, numerical, dname, tname))
+        rule, hint = _diagnose_safely("shape", ShapeCase(d, numerical, dname, tname))
         return _numerical_result(name, math.nan, math.nan, hint, Status.WRONG, rule)
     d64 = d.to(torch.float64)
     err = rel_error(d64, numerical)
@@ -3201,7 +3211,7 @@ def _check_numerically(name, f, x, dout, dx, h):
         out = out.to(torch.float64)
         incoming = ((_incoming_name(dout), out, dout64),) if dout64.shape == d64.shape == out.shape else ()
         case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, _sizes_of({"x": x64}), incoming)
-        rule, hint = _diagnose("value", case)
+        rule, hint = _diagnose_safely("value", case)
         # here the reference is a finite-difference estimate, not autograd's gradient: call it that
         hints.append(hint.replace("the right gradient", "the estimate").replace("the right answer", "the estimate"))
         if status == Status.SUSPICIOUS:

@@ -938,3 +938,26 @@ def test_a_class_can_turn_why_off(t, capsys):
     cmp("x", t.grad * 2, t)
     assert "run why()" in capsys.readouterr().out
 
+
+
+def _batchnorm_column(x):
+    mu = x.mean(0, keepdim=True)
+    var = ((x - mu) ** 2).sum(0, keepdim=True) / (x.shape[0] - 1)
+    return (x - mu) * var ** -0.5
+
+
+@pytest.mark.parametrize("dx", [
+    [[0.0], [-0.2], [0.2], [0.4]],          # the direct path only, s * g (a teacher's crash, round F)
+    [[0.0], [-0.25], [0.25], [0.5]],        # 0.25 * g
+    [[0.12], [-0.24], [0.08], [0.05]],      # one entry off
+    [[-0.12], [0.24], [-0.08], [-0.04]],    # the sign
+    [[0.124], [-0.248], [0.083], [0.041]],  # n/(n-1) on all of it
+    [[0.12, 0.0], [-0.24, 0.0], [0.08, 0.0], [0.04, 0.0]],  # a wrong shape
+    [[0.0], [0.0], [0.0], [0.0]],           # zeros
+])
+def test_check_numerically_never_crashes_on_03s_column_worked_by_hand(dx, capsys):
+    """03's column of four, worked by hand and checked by finite differences: every slip gets a verdict."""
+    x = torch.tensor([[0.0], [4.0], [6.0], [12.0]], dtype=torch.float64)
+    g = torch.tensor([[0.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
+    result = check_numerically("x_col", _batchnorm_column, x, g, torch.tensor(dx, dtype=torch.float64), strict=False)
+    assert not result and result.diagnosis != "internal_error", result.hint

@@ -1885,6 +1885,8 @@ def _rule_variance_term(c):
     if norm is not None and norm.dim == 0 and norm.correction == 0:
         return _variance_term_dividing_by_n(c, norm, start)
     share = _variance_part_share(c, coefficient, xhat, s)
+    if share is None and norm is not None and norm.dim == 0 and norm.correction == 1:
+        share = _variance_part_share_from(c, norm)  # nothing checked before (exercise 3's route to step 5)
     if share is not None and abs(share * n - 1) < SHARE_FIT:
         return (f"{start} has the wrong size, as when its coefficient is not the one the forward pass's variance "
                 "gives: what does the forward pass divide the variance by, and where does that number go in your "
@@ -1903,6 +1905,21 @@ def _rule_variance_term(c):
     if c.bn_gain is not None and c.bn_gain[0].shape == coefficient.shape:
         return f"{start} is off by a different factor in each column, {_per_column_quantity(c, xhat, s)}"
     return f"{start} is missing or has the wrong size"
+
+
+def _variance_part_share_from(c, norm):
+    """As _variance_part_share, from the gradient at x̂ that _normalisation found: the share of the right
+    variance part, -s * x̂ * sum(g * x̂) / (n-1) per column, that your answer lacks; None if the error is not
+    one constant multiple of it."""
+    n = c.d.shape[0]
+    part = -norm.s * norm.xhat * (norm.incoming * norm.xhat).sum(0, keepdim=True) / (n - 1)
+    size = (part * norm.xhat).sum(0, keepdim=True)
+    if (size == 0).any():
+        return None  # a column whose variance part is zero says nothing about its share
+    per_column = (c.error * norm.xhat).sum(0, keepdim=True) / size
+    if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
+        return None
+    return -per_column.mean().item()
 
 
 def _variance_term_dividing_by_n(c, norm, start):
@@ -1964,16 +1981,24 @@ def _normalisation(c):
     named = list(reversed(named + [(key, values) for key, values in c.in_scope if values.shape == c.d.shape]))
     # the last assigned first: after dxhat_ln = bngain * dhpreact, the same numbers as dbnraw are dxhat_ln
     gain = c.bn_gain[0] if c.bn_gain is not None and c.bn_gain[0].shape == (1, c.d.shape[1]) else None
+    # without a checked gradient at x̂ (exercise 3's route straight to step 5), a gain of your notebook times a
+    # gradient of its shape may be it: bngain * dhpreact
+    gains = [(key, values) for key, values in c.in_scope
+             if not key.startswith("d") and values.shape == (1, c.d.shape[1])]
+    products = [(f"{gain_key} * {key}", g * values, (g, values, key))
+                for gain_key, g in gains for key, values in named if not key.startswith(("d" + gain_key, gain_key))]
     for dim, correction in ((0, 1), (1, 1), (0, 0), (1, 0)):
         xhat, s = _standardised(c.x, dim, correction)
         n = c.d.shape[dim]
         coefficient = n / (n - 1) if correction else 1.0
-        for key, values in named:
+        for key, values, parts in [(key, values, None) for key, values in named] + products:
             if _fits(_norm_backward(values, xhat, s, n, values.sum(dim, keepdim=True),
                                     (values * xhat).sum(dim, keepdim=True), coefficient), c.ref):
                 xhat_name = ([key for key, x in reversed(c.in_scope) if x.shape == xhat.shape and _fits(x, xhat)]
                              or ["x̂"])[0]
                 found = Normalisation(dim, correction, xhat, xhat_name, s, values, key)
+                if parts is not None:  # the gradient at x̂ is a gain times one of your tensors
+                    return replace(found, gain=parts[0], outgoing=parts[1], outgoing_name=parts[2])
                 outgoing = [(key, x) for key, x in named if gain is not None and _fits(gain * x, values)]
                 if outgoing:
                     found = replace(found, gain=gain, outgoing=outgoing[0][1], outgoing_name=outgoing[0][0])

@@ -475,11 +475,12 @@ def test_missing_max_branch_is_invisible_by_design(net, grads, capsys):
     assert "rounding" in result.hint
 
 
-def test_without_bngain_checked_the_variance_hint_names_no_cause(net, grads, capsys):
-    """Alone (nothing checked before), cmp cannot measure the variance part: it says where, not why."""
+def test_without_bngain_checked_the_variance_hint_asks_and_names_no_cause(net, grads, capsys):
+    """Alone (nothing checked before), cmp measures the variance part from the gradient at x-hat among the
+    caller's tensors, and asks the same question as after the earlier checks, naming no cause."""
     result = cmp("hprebn", _dhprebn_fused(net, grads, bessel=False), net.hprebn)
-    assert result.diagnosis == "variance_term" and "missing or has the wrong size" in result.hint
-    assert "Bessel" not in result.hint
+    assert result.diagnosis == "variance_term" and "what does the forward pass divide the variance by" in result.hint
+    assert "Bessel" not in result.hint and "32/31" not in result.hint
 
 
 def test_the_bessel_hint_does_not_give_the_factor_away(net, grads, capsys):
@@ -927,6 +928,20 @@ def _lab_05_dhprebn(formula):
 
 
 # (label, rule, facts, run(net, grads) -> CheckResult)
+def _ninja_route_dhprebn(formula):
+    """Exercise 3's route straight to step 5: nothing checked before, only the forward tensors and dhpreact."""
+    def run(net, grads):
+        notebook = {**vars(net), "dhpreact": grads["dhpreact"], "cmp": cmp}
+        notebook["answer"] = eval(formula, {"torch": torch}, notebook)
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec("result = cmp('hprebn', answer, hprebn, strict=False)", notebook)
+        return notebook["result"]
+    return run
+
+
+_STEP_5 = "bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum({d}, keepdim=True) {sign} {k} * bnraw * (dhpreact * bnraw).sum({d}, keepdim=True))"
+
+
 def _case_warmup_3a_summed_over_dim_0(net, grads):
     """The warm-up's 3a, Y = X * col with col (3, 1): dcol summed over dim 0, then transposed to fit."""
     g = torch.Generator().manual_seed(0)
@@ -1072,6 +1087,14 @@ OTHER_CASES = [
      lambda v, g: _case_dbndiff_below_a_dbndiff2_with_n(v, g, branch=False)),
     ("a gradient that breaks cmp", "internal_error", ["internal error in cmp", "bug in cmp"], _case_internal_error),
     ("tanh without dout, numerically", "local_derivative_only", ["dout"], _case_numerically_local_derivative_only),
+    ("03 straight to step 5: both sums over dim 1", "normalisation_slip", ["both sums", "taken over dim 1"],
+     _ninja_route_dhprebn(_STEP_5.format(d=1, sign="-", k="n / (n - 1)"))),
+    ("03 straight to step 5: n/(n-1) left out", "variance_term", ["what does the forward pass divide the variance by"],
+     _ninja_route_dhprebn(_STEP_5.format(d=0, sign="-", k="1"))),
+    ("03 straight to step 5: the variance part's sign", "variance_term", ["has the wrong sign"],
+     _ninja_route_dhprebn(_STEP_5.format(d=0, sign="+", k="n / (n - 1)"))),
+    ("03 straight to step 5: Bessel's factor twice", "variance_term", ["32/31 of its right size", "gone in twice"],
+     _ninja_route_dhprebn(_STEP_5.format(d=0, sign="-", k="n / (n - 1) * n / (n - 1)"))),
     ("warm-up 3a: dcol summed over dim 0 of a square product", "summed_over_another_dim",
      ["summed over dim 0", "copied along dim 1", "along which dim"], _case_warmup_3a_summed_over_dim_0),
 ]

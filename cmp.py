@@ -1907,16 +1907,20 @@ def _rule_variance_term(c):
     return f"{start} is missing or has the wrong size"
 
 
+def _variance_part_in_error(c, norm):
+    """(the right variance part of a normalisation along dim 0, -s * x̂ * sum(g * x̂) / (n - correction) per
+    column, with g the gradient at x̂ that _normalisation found; your error's multiple of it in each column)."""
+    n = c.d.shape[0]
+    part = -norm.s / (n - norm.correction) * norm.xhat * (norm.incoming * norm.xhat).sum(0, keepdim=True)
+    return part, (c.error * norm.xhat).sum(0, keepdim=True) / (part * norm.xhat).sum(0, keepdim=True)
+
+
 def _variance_part_share_from(c, norm):
     """As _variance_part_share, from the gradient at x̂ that _normalisation found: the share of the right
-    variance part, -s * x̂ * sum(g * x̂) / (n-1) per column, that your answer lacks; None if the error is not
-    one constant multiple of it."""
-    n = c.d.shape[0]
-    part = -norm.s * norm.xhat * (norm.incoming * norm.xhat).sum(0, keepdim=True) / (n - 1)
-    size = (part * norm.xhat).sum(0, keepdim=True)
-    if (size == 0).any():
+    variance part that your answer lacks; None if the error is not one constant multiple of it."""
+    part, per_column = _variance_part_in_error(c, norm)
+    if not torch.isfinite(per_column).all():
         return None  # a column whose variance part is zero says nothing about its share
-    per_column = (c.error * norm.xhat).sum(0, keepdim=True) / size
     if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
         return None
     return -per_column.mean().item()
@@ -1925,8 +1929,7 @@ def _variance_part_share_from(c, norm):
 def _variance_term_dividing_by_n(c, norm, start):
     """The variance part's size when the forward pass divides the variance by n (exercise 3's x_bn)."""
     n = c.d.shape[0]
-    part = -norm.s / n * norm.xhat * (norm.incoming * norm.xhat).sum(0, keepdim=True)  # the right variance part
-    per_column = (c.error * norm.xhat).sum(0, keepdim=True) / (part * norm.xhat).sum(0, keepdim=True)
+    part, per_column = _variance_part_in_error(c, norm)
     size = 1 + per_column.mean().item()
     if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
         return f"{start} is off by a different factor in each column, {_per_column_quantity(c, norm.xhat, norm.s)}"

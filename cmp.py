@@ -1242,6 +1242,8 @@ class ValueCase:
     in_scope: tuple = ()   # (name, values in float64) of the floating-point tensors in your notebook
     index_tensors: tuple = ()  # (name, tensor) of the integer tensors in your notebook (like Xb)
     paths: dict = None     # {name: how many paths lead from that checked tensor back to t in autograd's graph}
+    input_grads: tuple = ()  # (name, reference gradient in float64) of your notebook's tensors of t's shape that
+                             # t is computed from, whose .grad is known (retain_grad)
 
     @property
     def error(self):
@@ -1266,7 +1268,18 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     paths = {other: _count_paths(u, t) for other, u, grad in consumers}
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
-                     _rounding_of(ref.dtype), steps, in_scope, index_tensors, paths)
+                     _rounding_of(ref.dtype), steps, in_scope, index_tensors, paths, _input_grads(t, visible))
+
+
+def _input_grads(t, visible):
+    """(name, reference gradient) of the tensors among `visible` of t's shape that t is computed from (a few
+    steps back at most), with a known .grad; cache["hpreact"] is called hpreact."""
+    found = []
+    for key, value in visible:
+        grad = _grad_of(value) if value.shape == t.shape and value.is_floating_point() else None
+        if grad is not None and grad.shape == t.shape and _steps_back(t, value, limit=20):
+            found.append((key.split('["')[-1].rstrip('"]'), grad.to(torch.float64)))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -2365,6 +2378,18 @@ def _rule_constant_offset(c):
     return f"{start}: a constant is added or left out"
 
 
+def _rule_gradient_one_step_back(c):
+    """Your gradient of t holds the right gradient of a tensor that t is computed from: the next step back."""
+    for name, grad in c.input_grads:
+        if _fits(grad, c.d) and not _fits(grad, c.ref):
+            return (f"{c.dname} holds the right gradient of {name}, a tensor that {c.tname} is computed from: the "
+                    f"gradient one step further back. Is it another variable's, or was {c.dname} written over after "
+                    f"it was used? An in-place operation such as `*=` in the step back to {name} (`d{name} = "
+                    f"{c.dname}` then `d{name} *= ...`, or `{c.dname} *= ...`) writes into the memory of "
+                    f"{c.dname}, under every name that refers to it")
+    return None
+
+
 def _slice_factor(x, basis):
     """(dim, f) when x = f * basis with f the same along dim (one value per slice, broadcast), else None."""
     if x.dim() < 2 or x.shape != basis.shape:
@@ -2833,6 +2858,10 @@ RULES = [
          check=_rule_wrong_order),
     Rule("constant_offset", "value", "every entry is off by the same amount", "how much (ones instead of zeros?)",
          "exact; before the broadcast pattern, of which it is the simplest case", check=_rule_constant_offset),
+    Rule("gradient_one_step_back", "value", "your gradient is the right gradient of a tensor of your notebook that "
+         "this one is computed from (its .grad known)", "the next step back's gradient: another variable's, or one "
+         "written over in place after it was used", "exact, read from autograd's graph; before the local formulas, "
+         "which would read the extra step as a wrong factor", check=_rule_gradient_one_step_back, local=True),
     Rule("summed_over_another_dim", "value", "a broadcast tensor's gradient summed over the other dim of a "
          "square product", "the copies' gradients add up along the dim the broadcast copied it over",
          "needs the graph; before swapped_operand, which can fit the same numbers with a transposed tensor",

@@ -766,6 +766,14 @@ def _case_incoming_only(net, grads):
     return cmp_in_notebook(net, grads, "hpreact", grads["dh"])
 
 
+def _case_written_over_in_place(net, grads):
+    """Lab 05's section 8: tanh's backward step `dh *= 1 - h**2` leaves dhpreact's values in dh."""
+    dh = grads["dh"].clone()
+    dhpreact = dh
+    dhpreact *= 1 - net.h.detach()**2
+    return cmp_in_notebook(net, grads, "h", dh)
+
+
 def _case_internal_error(net, grads):
     class Broken(torch.Tensor):  # a tensor that fails inside cmp, where no rule expects it
         def detach(self):
@@ -1053,6 +1061,9 @@ OTHER_CASES = [
     ("dhpreact = dh, the local derivative left out", "incoming_only",
      ["dhpreact is the gradient arriving from above, dh, unchanged", "the local derivative of the step from hpreact "
       "to h is not in yours"], _case_incoming_only),
+    ("dh written over in place by the step back through tanh", "gradient_one_step_back",
+     ["dh holds the right gradient of hpreact, a tensor that h is computed from",
+      "written over after it was used", "`dhpreact = dh` then `dhpreact *= ...`"], _case_written_over_in_place),
     ("a small table's rows paired wrongly with index_add_", "contributions_in_wrong_rows",
      ["every contribution is in dtable", "each column sums to the right total", "wrong rows"],
      _case_rows_paired_wrongly),

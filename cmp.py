@@ -81,7 +81,7 @@ import torch
 
 __all__ = [
     "cmp", "summary", "reset", "CheckResult", "Status", "Summary", "GradientError",
-    "numerical_vjp", "rel_error", "check_numerically", "RULES", "RULE_IDS", "hints", "why",
+    "numerical_vjp", "rel_error", "check_numerically", "RULES", "RULE_IDS", "hints", "hints_shown", "why",
 ]
 
 
@@ -732,6 +732,11 @@ def hints(show=True, explain=False, why=True):
     _hints_shown, _explained, _why_on = bool(show), bool(explain) and bool(why), bool(why)
 
 
+def hints_shown():
+    """False in ninja mode (hints(False) or CMP_HINTS=0): for a checker of your own that should say as little as cmp."""
+    return _hints_shown
+
+
 def _report(result, explain=True):
     """The main line in the lecture's layout, then one '  -> ' line per hint sentence (in ninja mode, none).
     explain=False: of a diagnosis about the values or the shape, only what was measured (see _measured_part);
@@ -875,7 +880,7 @@ def _check(name, dt, t, atol, namespace=None):
     dname, tname = _names(name, dt, namespace)
     _your_names[tname] = dname
     if d.shape != ref.shape:
-        case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace))
+        case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace), _other_grads(t, namespace))
         rule, hint = _diagnose("shape", case)
         return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
                            values_right=case.right_values)
@@ -1035,6 +1040,7 @@ class ShapeCase:
     tname: str
     earlier: tuple = ()  # (name, its shape, your gradient's shape) for tensors computed from this one whose
                          # gradient, checked or in your notebook, has the wrong shape; nearest first
+    other_grads: tuple = ()  # (name, its .grad) of your notebook's other tensors whose .grad is known
 
     @property
     def start(self):
@@ -1043,6 +1049,11 @@ class ShapeCase:
     @property
     def right_values(self):
         return self.d.numel() == self.ref.numel() and _close(self.d.reshape(self.ref.shape), self.ref)
+
+
+def _shape_another_tensors_gradient(c):
+    """Your gradient, of another shape, is exactly the right gradient of another tensor of your notebook."""
+    return _rule_another_tensors_gradient(c)
 
 
 def _shape_from_an_earlier_gradient(c):
@@ -1244,6 +1255,7 @@ class ValueCase:
     paths: dict = None     # {name: how many paths lead from that checked tensor back to t in autograd's graph}
     input_grads: tuple = ()  # (name, reference gradient in float64) of your notebook's tensors of t's shape that
                              # t is computed from, whose .grad is known (retain_grad)
+    other_grads: tuple = ()  # (name, its .grad) of your notebook's other tensors whose .grad is known
 
     @property
     def error(self):
@@ -1268,7 +1280,43 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     paths = {other: _count_paths(u, t) for other, u, grad in consumers}
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
-                     _rounding_of(ref.dtype), steps, in_scope, index_tensors, paths, _input_grads(t, visible))
+                     _rounding_of(ref.dtype), steps, in_scope, index_tensors, paths, _input_grads(t, visible),
+                     _other_grads(t, namespace or {}))
+
+
+def _other_grads(t, namespace):
+    """(name, its .grad) of the tensors of your notebook whose .grad is known and not all zero, apart from t
+    and the tensors on a path to or from it (W2 and b2 for each other; not h and hpreact: a gradient from along
+    the path has rules of its own); cache["h"] is called h."""
+    found = []
+    for key, value in _tensors_in(namespace):
+        grad = _grad_of(value) if value is not t and value.is_floating_point() else None
+        if grad is None or not grad.is_floating_point() or not grad.any():
+            continue
+        if _steps_back(value, t) is None and _steps_back(t, value) is None:
+            found.append((key.split('["')[-1].rstrip('"]'), grad))
+    return tuple(found)
+
+
+def _another_tensors_gradient(c):
+    """The name of another tensor of your notebook whose right gradient your answer is (t's is not), or None."""
+    for name, grad in c.other_grads:
+        if grad.shape != c.d.shape or (grad.shape == c.ref.shape and _close(grad, c.ref)):
+            continue
+        d = c.d.to(torch.float64)
+        if _max_abs(d) > 0 and _fits(grad.to(torch.float64), d):
+            return name
+    return None
+
+
+def _rule_another_tensors_gradient(c):
+    """Your answer is exactly the right gradient of another tensor of your notebook."""
+    other = _another_tensors_gradient(c)
+    if other is None:
+        return None
+    shapes = "" if c.d.shape == c.ref.shape else f" (shape {tuple(c.d.shape)}, where {c.tname} has {tuple(c.ref.shape)})"
+    return (f"{c.dname} is the right gradient of {other}, another tensor of your notebook{shapes}: a gradient passed "
+            f"for the wrong tensor, or gradients returned or unpacked in another order?")
 
 
 def _input_grads(t, visible):
@@ -2779,6 +2827,9 @@ RULES = [
     Rule("not_a_tensor", "input", "the gradient cannot be turned into a dense real tensor", "what it is instead",
          "nothing can be compared"),
     # shape: your gradient has another shape than the tensor
+    Rule("another_tensors_gradient_shape", "shape", "your gradient is exactly the right gradient (.grad) of another "
+         "tensor of your notebook", "which one: the wrong variable, or an order of gradients mixed up",
+         "an exact fact that names the cause, before every guess from shapes", check=_shape_another_tensors_gradient),
     Rule("shape_from_an_earlier_gradient", "shape", "a gradient of a tensor computed from this one has the wrong "
          "shape, and broadcast with this tensor's shape it gives yours", "where the shape went wrong",
          "the cause, before the slips it makes this shape look like", check=_shape_from_an_earlier_gradient),
@@ -2862,6 +2913,10 @@ RULES = [
          "this one is computed from (its .grad known)", "the next step back's gradient: another variable's, or one "
          "written over in place after it was used", "exact, read from autograd's graph; before the local formulas, "
          "which would read the extra step as a wrong factor", check=_rule_gradient_one_step_back, local=True),
+    Rule("another_tensors_gradient", "value", "your gradient is exactly the right gradient (.grad) of another "
+         "tensor of your notebook", "which one: the wrong variable, or an order of gradients mixed up",
+         "exact; after gradient_one_step_back, which names the in-place write that also gives this",
+         check=_rule_another_tensors_gradient),
     Rule("summed_over_another_dim", "value", "a broadcast tensor's gradient summed over the other dim of a "
          "square product", "the copies' gradients add up along the dim the broadcast copied it over",
          "needs the graph; before swapped_operand, which can fit the same numbers with a transposed tensor",

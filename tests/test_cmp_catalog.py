@@ -1061,6 +1061,12 @@ OTHER_CASES = [
     ("dhpreact = dh, the local derivative left out", "incoming_only",
      ["dhpreact is the gradient arriving from above, dh, unchanged", "the local derivative of the step from hpreact "
       "to h is not in yours"], _case_incoming_only),
+    ("04: backward returns db2 in dW2's place", "another_tensors_gradient_shape",
+     ["dW2 is the right gradient of b2, another tensor of your notebook (shape (27,), where W2 has (64, 27))",
+      "returned or unpacked in another order"], lambda v, g: cmp_in_notebook(v, g, "W2", g["db2"])),
+    ("dbnbias given dbngain's values", "another_tensors_gradient",
+     ["dbnbias is the right gradient of bngain, another tensor of your notebook", "passed for the wrong tensor"],
+     lambda v, g: cmp_in_notebook(v, g, "bnbias", g["dbngain"])),
     ("dh written over in place by the step back through tanh", "gradient_one_step_back",
      ["dh holds the right gradient of hpreact, a tensor that h is computed from",
       "written over after it was used", "`dhpreact = dh` then `dhpreact *= ...`"], _case_written_over_in_place),

@@ -1626,8 +1626,9 @@ def _rule_factor_per_slice(c):
             return None  # a slice that is all zero: left out, not scaled (the partly-right rule says where)
         examples = "a per-column gain or 1/std" if dim == 0 else "a per-row sum or normaliser"
         within = {0: " (one number per column)", 1: " (one number per row)"}.get(dim, "") if c.d.dim() == 2 else ""
+        others = f"dim {1 - dim}" if c.d.dim() == 2 else "the other dims"
         return (f"{c.dname} is the right answer times a factor that is the same along dim {dim}{within} but changes "
-                f"along the other dims: a quantity broadcast along dim {dim} (e.g. {examples}) is missing, extra "
+                f"along {others}: a quantity broadcast along dim {dim} (e.g. {examples}) is missing, extra "
                 "or the wrong one")
     return None
 
@@ -2760,7 +2761,9 @@ def _rule_partly_right(c):
             tail = f"the other rows, {', '.join(wrong_rows[:-1])} and {wrong_rows[-1]}, are {how}"
         else:
             tail = f"the other rows are {how}"
-        hints.append(f"right in {int((rows & used).sum()):,} of {among}; {tail}")
+        right_rows = int((rows & used).sum())
+        hints.append(f"right in {right_rows:,} of {among}; {tail}" if right_rows else
+                     f"wrong in every one of {among}" + ("" if how == "wrong" else f": they are {how}"))
     elif 0 < n_right < total and (pattern or n_right >= total / 4):
         among = "" if total == c.d.numel() else " where the right gradient is not 0"
         hints.append(f"right in {n_right:,} of {_plural(total, 'entry')}{among} ({100 * n_right / total:.0f}%)")

@@ -244,7 +244,7 @@ MISTAKES = [
     # contributions left out (a teacher's loop over position 0 only got "every contribution is in dC"): only
     # what differs is said
     ("dC with index_add_ and the indices in transposed order", "C", _dC_index_add_transposed_order,
-     "partly_right", ["right in 0 of the 21 rows that get a gradient"]),
+     "partly_right", ["wrong in every one of the 21 rows that get a gradient"]),
     ("dC from position 0 only", "C", _dC_from_position_0_only, "partly_right",
      ["right in 5 of the 21 rows that get a gradient"]),
     ("dh by a loop that skips the last row", "h", _dh_loop_without_the_last_row, "partly_right",

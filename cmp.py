@@ -46,7 +46,9 @@ Its `status` is a `Status`:
                    old tensors (the batch or the forward pass changed after loss.backward() ran)
 Every result is remembered by name: `summary()` shows them all in one table.
 
-Nothing said at all: `hints(False)` (ninja mode) leaves the lecture's three columns.
+Nothing said at all: `hints(False)` (ninja mode) leaves the lecture's three columns (and two shapes that
+differ). For a class: `hints(why=False)` keeps only facts about the numbers (a factor, a sign, the shapes,
+which entries are wrong) and turns why() off.
 
 Strict mode (for solutions and tests): `cmp(..., strict=True)` or the
 environment variable CMP_STRICT=1 make every result that is not right
@@ -73,6 +75,7 @@ import html
 import inspect
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -724,9 +727,11 @@ _explained = _why_on and os.environ.get("CMP_EXPLAIN", "0").strip().lower() in (
 def hints(show=True, explain=False, why=True):
     """How much cmp says under its columns. hints(): what it measured about a wrong answer; why() then
     gives its explanation (the default). hints(explain=True): the explanation at once, every time.
-    hints(why=False), for a class that should find every cause itself: what it measured, and why() is off.
-    Ninja mode, hints(False): only the lecture's columns (and "not done yet", and the warning on an accepted
-    answer the numbers cannot confirm); each result still holds its diagnosis in result.hint. The environment variables CMP_HINTS=0, CMP_EXPLAIN=1 and CMP_WHY=0 set
+    hints(why=False), for a class that should find every cause itself: of what it measured, only facts about
+    the numbers (a factor, a sign, the shapes, which entries are wrong; see _FACT_RULES), and why() is off.
+    Ninja mode, hints(False): only the lecture's columns (and "not done yet", the warning on an accepted
+    answer the numbers cannot confirm, and two shapes that differ); each result still holds its diagnosis in
+    result.hint. The environment variables CMP_HINTS=0, CMP_EXPLAIN=1 and CMP_WHY=0 set
     the start."""
     global _hints_shown, _explained, _why_on
     _hints_shown, _explained, _why_on = bool(show), bool(explain) and bool(why), bool(why)
@@ -750,10 +755,12 @@ def _report(result, explain=True):
         lines = [f"{result.name:15s} | exact: {str(result.exact):5s} | "
                  f"approximate: {str(result.approx):5s} | maxdiff: {_measured(result.maxdiff)}"]
     if not result.hint or not (_hints_shown or result.status == Status.NOT_DONE or _unconfirmed(result)):
-        return "\n".join(lines)  # ninja mode: the columns, "not done yet" and what the numbers cannot confirm
+        shapes = _shapes_part(result) if result.hint else None
+        return "\n".join(lines + (["  -> " + shapes] if shapes else []))  # ninja mode: the columns, "not done
+        # yet", what the numbers cannot confirm, and two shapes that differ (maxdiff alone would not say why)
     if not explain and _holds_back(result):
         _held_back = result
-        measured = ["  -> " + line for line in _measured_part(result).split("\n")]
+        measured = ["  -> " + line for line in (_measured_part(result) if _why_on else _fact_part(result)).split("\n")]
         return "\n".join(lines + measured + (["  -> (why it may be so: run why())"] if _why_on else []))
     return "\n".join(lines + ["  -> " + line for line in result.hint.split("\n")])
 
@@ -767,7 +774,7 @@ def _holds_back(result):
 def _hint_line(result):
     """The hint's first line as summary() shows it: only what was measured, unless hints(explain=True)."""
     if _holds_back(result) and not _explained:
-        return _measured_part(result).split("\n")[0]
+        return (_measured_part(result) if _why_on else _fact_part(result)).split("\n")[0]
     return (result.hint or "").split("\n")[0]
 
 
@@ -801,6 +808,35 @@ def _measured_part(result):
         return (clauses[0].split(" matches ")[0] + " matches the fused formula of this normalisation with some of "
                 "its parts changed (a sum, the count n, a coefficient or a factor)")
     return clauses[0]
+
+
+# hints(why=False), for a class that finds every cause itself: of a wrong value, cmp prints only a fact about the
+# numbers. These rules' first clauses are such facts (a factor, a sign, a transpose, which entries or rows are
+# wrong); the others read a pattern that points to a branch or a tensor, and say just "wrong values" there.
+_FACT_RULES = {"nonfinite", "reference_nonfinite", "all_zeros", "right_answer_is_zero", "noise_around_zero",
+               "transposed", "constant_factor", "almost_right", "wrong_order", "constant_offset",
+               "label_term_missing", "whole_label_columns", "label_and_rest_offsets", "one_entry_right_per_row",
+               "rows_overwritten", "partly_right", "wrong_values"}
+
+
+def _fact_part(result):
+    """What hints(why=False) prints of a wrong answer: a fact about its numbers (see _FACT_RULES), or its shapes."""
+    step = _your_step_part(result)
+    if step is not None:
+        return step[0] + "\n" + _fact_part(step[1])
+    if _stage(result) == "shape":
+        return _shapes_part(result) or _measured_part(result)
+    if result.diagnosis in _FACT_RULES or result.kind == "numerical":
+        return _measured_part(result)
+    return f"wrong values (off by {result.relerr:.1e} {'of' if result.relerr < 1 else 'times'} the largest entry)"
+
+
+def _shapes_part(result):
+    """'dx has shape (64,) but x has shape (1, 64)' from a wrong shape's hint; None for any other result."""
+    if result.status != Status.WRONG or _stage(result) != "shape":
+        return None
+    found = re.search(r"\S+ has shape \([^)]*\) but \S+ has shape \([^)]*\)", result.hint)
+    return found.group(0) if found else None
 
 
 _held_back = None  # the last result whose explanation cmp(..., explain=False) kept back
@@ -1053,7 +1089,11 @@ class ShapeCase:
 
 def _shape_another_tensors_gradient(c):
     """Your gradient, of another shape, is exactly the right gradient of another tensor of your notebook."""
-    return _rule_another_tensors_gradient(c)
+    other = _another_tensors_gradient(c)
+    if other is None:
+        return None
+    return (f"{c.start}, and it is the right gradient of {other}, another tensor of your notebook: a gradient "
+            "passed for the wrong tensor, or gradients returned or unpacked in another order?")
 
 
 def _shape_from_an_earlier_gradient(c):
@@ -1314,8 +1354,7 @@ def _rule_another_tensors_gradient(c):
     other = _another_tensors_gradient(c)
     if other is None:
         return None
-    shapes = "" if c.d.shape == c.ref.shape else f" (shape {tuple(c.d.shape)}, where {c.tname} has {tuple(c.ref.shape)})"
-    return (f"{c.dname} is the right gradient of {other}, another tensor of your notebook{shapes}: a gradient passed "
+    return (f"{c.dname} is the right gradient of {other}, another tensor of your notebook: a gradient passed "
             f"for the wrong tensor, or gradients returned or unpacked in another order?")
 
 

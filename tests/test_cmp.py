@@ -940,6 +940,47 @@ def test_a_class_can_turn_why_off(t, capsys):
 
 
 
+def test_a_class_gets_facts_only_in_the_first_line(t, capsys):
+    """hints(why=False): a factor or a shape is a fact and stays; a pattern that points to a branch or a tensor
+    (here: the incoming gradient unchanged) becomes 'wrong values', in cmp's line and in summary()."""
+    import cmp as cmp_module
+    reset()
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tanh(x)
+    y.retain_grad()
+    (y * torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))).sum().backward(
+        retain_graph=True)
+    cmp("y", y.grad, y)
+    capsys.readouterr()
+    cmp_module.hints(why=False)
+    try:
+        result = cmp("x", y.grad, x)  # the local derivative left out
+        assert result.diagnosis == "incoming_only"
+        shown = capsys.readouterr().out.splitlines()[1:]
+        assert len(shown) == 1 and shown[0].startswith("  -> wrong values (off by ") and "dy" not in shown[0]
+        assert "dy" not in str(cmp_module.summary())
+        cmp("x", x.grad * 2, x)
+        assert capsys.readouterr().out.splitlines()[1:] == ["  -> dx is 2 times the right answer"]
+        cmp("x", x.grad.sum(0), x)
+        assert capsys.readouterr().out.splitlines()[1:] == ["  -> dx has shape (3,) but x has shape (4, 3)"]
+    finally:
+        cmp_module.hints()
+    cmp("x", y.grad, x)
+    assert "dy, unchanged" in capsys.readouterr().out  # the default: what was measured
+
+
+def test_ninja_mode_still_gives_two_shapes_that_differ(t, capsys):
+    """maxdiff is "-" when the shapes cannot be lined up: without the shapes a ninja would not know why."""
+    import cmp as cmp_module
+    cmp_module.hints(False)
+    try:
+        cmp("x", t.grad.reshape(1, -1).repeat(2, 1), t)
+        shown = capsys.readouterr().out.splitlines()
+        assert len(shown) == 2 and shown[1].startswith("  -> dx has shape (2, ") and ":" not in shown[1]
+    finally:
+        cmp_module.hints()
+
+
 def _batchnorm_column(x):
     mu = x.mean(0, keepdim=True)
     var = ((x - mu) ** 2).sum(0, keepdim=True) / (x.shape[0] - 1)

@@ -1880,8 +1880,9 @@ def _rule_label_and_rest_offsets(c):
         if _max_abs(off) <= FIT * scale or _max_abs(c.ref[~at_label]) <= FIT * scale:
             return None  # right, or only the labels count (dlogprobs): partly_right says where
         return (f"{c.dname} is right at the label entries (`{name}`) and off by {_number(off.mean().item())} at "
-                "every other entry, the same amount everywhere: a term that reaches all the other classes alike "
-                "(what the target gives them, say) is missing or has the wrong size")
+                "every other entry, the same amount everywhere: a term that belongs to the label's entry alone (such as "
+                "the label's -1) was given to every entry, or one that every class gets alike (a smoothed target's "
+                "share, say) is missing or has the wrong size")
     if _max_abs(off) <= FIT * scale:
         return (f"{c.dname} is right except at the label entries (`{name}`), each off by "
                 f"{_number(on.mean().item())}: the term of the loss that depends on the label's own logit (or "

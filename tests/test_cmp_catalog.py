@@ -267,7 +267,7 @@ MISTAKES = [
      lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27) + 0.1 / 27 * (1 - F.one_hot(v.Yb, 27)))
                    / 32).detach(),
      "label_and_rest_offsets", ["right at the label entries (`Yb`)", "the same amount everywhere",
-                                "all the other classes alike"]),
+                                "every class gets alike"]),
     ("dlogits fused divided by 27", "logits",
      lambda v, g: ((F.softmax(v.logits, 1) - F.one_hot(v.Yb, 27)) / 27).detach(), "constant_factor",
      ["32/27 times", "divided by 27 (logits.shape[1])", "divides by 32"]),
@@ -1062,7 +1062,8 @@ OTHER_CASES = [
      ["dhpreact is the gradient arriving from above, dh, unchanged", "the local derivative of the step from hpreact "
       "to h is not in yours"], _case_incoming_only),
     ("04: backward returns db2 in dW2's place", "another_tensors_gradient_shape",
-     ["dW2 is the right gradient of b2, another tensor of your notebook (shape (27,), where W2 has (64, 27))",
+     ["dW2 has shape (27,) but W2 has shape (64, 27), and it is the right gradient of b2, another tensor of your "
+      "notebook",
       "returned or unpacked in another order"], lambda v, g: cmp_in_notebook(v, g, "W2", g["db2"])),
     ("dbnbias given dbngain's values", "another_tensors_gradient",
      ["dbnbias is the right gradient of bngain, another tensor of your notebook", "passed for the wrong tensor"],

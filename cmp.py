@@ -2751,6 +2751,34 @@ def _rule_product_with_a_tensor(c):
     return None
 
 
+_POWERS = {1: "{}", -1: "1 / {}", 2: "{}**2", -2: "1 / {}**2", 0.5: "sqrt({})", -0.5: "1 / sqrt({})"}
+
+
+def _rule_times_a_tensor(c):
+    """Your gradient is the right one times a tensor of your notebook (not a gradient), or a power of one,
+    broadcast entry by entry: a factor of a local derivative missing or extra, or a power off by one."""
+    if c.d.numel() < 2:
+        return None
+    for key, values in c.in_scope:
+        if key.startswith("d") or _is_constant(values):
+            continue
+        try:
+            if torch.broadcast_shapes(tuple(values.shape), tuple(c.d.shape)) != tuple(c.d.shape):
+                continue
+        except RuntimeError:
+            continue
+        for power, written in _POWERS.items():
+            with torch.no_grad():
+                factor = values ** power
+            candidate = c.ref * factor
+            if torch.isfinite(factor).all() and _max_abs(candidate) > 0 and _explains(candidate, c.d, c.ref):
+                times = written.format(f"`{key}`")
+                return (f"{c.dname} is the right answer times {times}, entry by entry: a factor that the chain "
+                        "of local derivatives should not have, or one it lacks, or a power off by one (the "
+                        "power rule lowers the power by one: d(x**p)/dx = p * x**(p-1))")
+    return None
+
+
 def _rule_broadcast_error(c):
     """The error is the same along a dim: a contribution broadcast along it is missing or wrong."""
     error = -c.error
@@ -3056,6 +3084,10 @@ RULES = [
          "which terms have which size (32/31: n-1 where it divides by n)",
          "a precise formula for BatchNorm; after the rules that read a missing branch from checked neighbours, "
          "before broadcast_error, which says only where", check=_rule_term_sizes, local=True),
+    Rule("times_a_tensor", "value", "your gradient is the right one times a tensor of your notebook (not a "
+         "gradient) or a power of one (1, -1, 2, -2, 1/2, -1/2), broadcast", "which one: a factor extra or missing, or "
+         "a power off by one", "exact; after the precise formulas and the branch rules, which name the cause when "
+         "they fit", check=_rule_times_a_tensor),
     Rule("broadcast_error", "value", "the error is the same along a dim",
          "a broadcast contribution is missing or wrong",
          "a pattern, not a formula: after them", check=_rule_broadcast_error),

@@ -774,6 +774,13 @@ def _case_written_over_in_place(net, grads):
     return cmp_in_notebook(net, grads, "h", dh)
 
 
+def _case_dbnvar_with_s_squared(net, grads):
+    """03's step 2 (a teacher): the power rule's -1/2 * s**3 written with s**2."""
+    _check_everything_before(net, grads, "bnvar")
+    dbnvar = (-0.5 * grads["dbnraw"] * net.bndiff.detach() * net.bnvar_inv.detach()**2).sum(0, keepdim=True)
+    return cmp_in_notebook(net, grads, "bnvar", dbnvar)
+
+
 def _case_internal_error(net, grads):
     class Broken(torch.Tensor):  # a tensor that fails inside cmp, where no rule expects it
         def detach(self):
@@ -1068,6 +1075,9 @@ OTHER_CASES = [
     ("dbnbias given dbngain's values", "another_tensors_gradient",
      ["dbnbias is the right gradient of bngain, another tensor of your notebook", "passed for the wrong tensor"],
      lambda v, g: cmp_in_notebook(v, g, "bnbias", g["dbngain"])),
+    ("dbnvar with s**2 where the power rule gives s**3", "times_a_tensor",
+     ["dbnvar is the right answer times 1 / `bnvar_inv`, entry by entry", "a power off by one"],
+     _case_dbnvar_with_s_squared),
     ("dh written over in place by the step back through tanh", "gradient_one_step_back",
      ["dh holds the right gradient of hpreact, a tensor that h is computed from",
       "written over after it was used", "`dhpreact = dh` then `dhpreact *= ...`"], _case_written_over_in_place),

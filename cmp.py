@@ -804,9 +804,6 @@ def _measured_part(result):
     clauses = result.hint.split("\n")[0].split(": ")
     if clauses[0].startswith("right values") and len(clauses) > 1:  # "right values, wrong shape: d has shape ..."
         return ": ".join(clauses[:2])
-    if result.diagnosis == "normalisation_slip":  # its first clause goes on to name the slip: keep that back
-        return (clauses[0].split(" matches ")[0] + " matches the fused formula of this normalisation with some of "
-                "its parts changed (a sum, the count n, a coefficient or a factor)")
     return clauses[0]
 
 
@@ -2138,9 +2135,25 @@ def _rule_normalisation_slip(c):
                         slips.append(f"the gain taken out of the sums as a factor, though it changes along dim {dim}, "
                                      "the dim the sums run over: can a factor that changes along a sum leave it?")
                     if slips and _explains(candidate, c.d, c.ref):
-                        return (f"{c.dname} matches the fused formula of a normalisation along dim {dim} (each {group} "
-                                "on its own, as the right answer shows) with " + "; and ".join(slips))
+                        parts = _changed_parts([sum_g.kind, sum_gx.kind].count("right"), count_slip,
+                                               gain_outside and norm.gain.shape[dim] > 1)
+                        return (f"{c.dname} matches the fused formula of this normalisation with {parts} changed: the "
+                                f"formula of a normalisation along dim {dim} (each {group} on its own, as the right "
+                                "answer shows) with " + "; and ".join(slips))
     return None
+
+
+def _changed_parts(right_sums, count_slip, gain):
+    """Which parts of the fused formula a slip changed, in words that name no fix: 'a sum and the count n'
+    (right_sums: how many of its two sums are right)."""
+    parts = {2: [], 1: ["a sum"], 0: ["both sums"]}[right_sums]
+    if count_slip.startswith("n = "):
+        parts.append("the count n")
+    elif count_slip:
+        parts.append("a coefficient")
+    if gain:
+        parts.append("a factor")
+    return " and ".join(parts)
 
 
 def _count_choices(n, wrong_n, group, correction):

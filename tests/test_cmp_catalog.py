@@ -1448,7 +1448,7 @@ def test_explain_false_keeps_the_slip_of_a_normalisation_back(net, grads, capsys
     result = _exercise_3_check(net, grads, tensor, formula)
     assert result.diagnosis == "normalisation_slip"
     short = cmp_module._report(result, explain=False)
-    assert "the fused formula of this normalisation with some of its parts changed" in short and "run why()" in short
+    assert "the fused formula of this normalisation with a factor changed" in short and "run why()" in short
     assert "dim 1" not in short  # the forward pass's dim is the student's to know
     assert "gain" not in short.split("\n", 1)[1]  # the slip itself stays for why()
 

@@ -825,7 +825,8 @@ def _fact_part(result):
         return _shapes_part(result) or _measured_part(result)
     if result.diagnosis in _FACT_RULES or result.kind == "numerical":
         return _measured_part(result)
-    return f"wrong values (off by {result.relerr:.1e} {'of' if result.relerr < 1 else 'times'} the largest entry)"
+    return (f"wrong values (off by up to {result.relerr:.1e} {'of' if result.relerr < 1 else 'times'} the largest "
+            "entry of the right answer)")
 
 
 def _shapes_part(result):
@@ -2858,8 +2859,8 @@ def _rule_wrong_values(c):
              "check your derivation one step at a time (a small case worked by hand helps)")
     if c.rounding is None:
         return f"wrong values: {check}"
-    off = f"{c.relerr:.1e} {'of' if c.relerr < 1 else 'times'} the largest entry"
-    return (f"wrong values (off by {off}, far above {c.rounding[0]} rounding, which stays near "
+    off = f"{c.relerr:.1e} {'of' if c.relerr < 1 else 'times'} the largest entry of the right answer"
+    return (f"wrong values (off by up to {off}, far above {c.rounding[0]} rounding, which stays near "
             f"{c.rounding[1]:.0e}): {check}")
 
 

@@ -237,7 +237,7 @@ MISTAKES = [
      ["float64", "2 times"]),
     ("dlogprobs as an int tensor", "logprobs", lambda v, g: torch.zeros_like(v.logprobs, dtype=torch.long),
      "dtype+all_zeros", ["int64", "integers"]),
-    ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong_values", ["off by 9.0e+01 times the largest entry"]),
+    ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong_values", ["off by up to 9.0e+01 times the largest entry of the right answer"]),
     ("dbnvar_inv wrong sign", "bnvar_inv", lambda v, g: -g["dbnvar_inv"], "constant_factor", ["-1 times"]),
     # issue 16: each used to get a false claim or only the generic message
     # BatchNorm makes every column of demb sum to zero, so column totals cannot tell rows paired wrongly from

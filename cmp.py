@@ -1549,6 +1549,11 @@ def _rule_noise_around_zero(c):
     if not _zero_up_to_rounding(c) or not _zero_up_to_rounding(replace(c, ref=c.d)) or not c.ref.any():
         return None
     yours, right = _max_abs(c.d), _max_abs(c.ref)
+    if torch.equal(c.d, -c.ref):
+        return (f"{c.dname} is exactly -1 times the right gradient of {c.tname}, which is rounding noise (the loss does "
+                f"not depend on {c.tname}, so its true gradient is 0): yours is the same noise, to the last bit, "
+                "with its sign flipped, as the same computation with a flipped sign gives it; is a minus sign "
+                "missing or in twice?")
     size = (f"{yours / right:.0f} times larger noise" if yours >= 1.5 * right else
             "noise of about the same size" if yours > right / 1.5 else f"{right / yours:.0f} times smaller noise")
     return (f"{c.dname} and the right gradient of {c.tname} are both zero up to float rounding, yours with "
@@ -1912,9 +1917,10 @@ def _rule_softmax_over_the_wrong_dim(c):
                 if not _fits((c.x + rows + columns).exp(), yours, within=LOOSE_FIT):
                     continue
                 along, across = ("rows", "columns") if right_dim == 1 else ("columns", "rows")
-                return (f"the probabilities in {c.dname} sum to 1 along dim {1 - right_dim} (each of the {across}), "
-                        f"those in the right answer along dim {right_dim} (each of the {along}): the sum that "
-                        f"normalises the softmax of {c.tname} runs over the other dim")
+                return (f"the probabilities in {c.dname} are normalised otherwise than the right answer's: yours sum "
+                        f"to 1 along dim {1 - right_dim} (each of the {across}), the right ones along dim {right_dim} "
+                        f"(each of the {along}): the sum that normalises the softmax of {c.tname} runs over the "
+                        "other dim")
     return None
 
 

@@ -160,8 +160,9 @@ MISTAKES = [
      ["one entry per row", "too high by 1/32", "label"]),
     ("dlogits fused with softmax over dim 0", "logits",
      lambda v, g: ((F.softmax(v.logits, 0) - F.one_hot(v.Yb, 27)) / v.n).detach(), "softmax_over_the_wrong_dim",
-     ["the probabilities in dlogits sum to 1 along dim 0 (each of the columns)",
-      "those in the right answer along dim 1 (each of the rows)", "runs over the other dim"]),
+     ["the probabilities in dlogits are normalised otherwise than the right answer's: yours sum to 1 along dim 0 "
+      "(each of the columns)",
+      "the right ones along dim 1 (each of the rows)", "runs over the other dim"]),
     # lab 05, section 2: the fix written with the sum over the batch, after the max-shift by row
     ("dlogits with max-shifted counts normalised over dim 0", "logits", _dlogits_shifted_counts_over_dim_0,
      "softmax_over_the_wrong_dim", ["sum to 1 along dim 0 (each of the columns)"]),
@@ -237,6 +238,9 @@ MISTAKES = [
      ["float64", "2 times"]),
     ("dlogprobs as an int tensor", "logprobs", lambda v, g: torch.zeros_like(v.logprobs, dtype=torch.long),
      "dtype+all_zeros", ["int64", "integers"]),
+    ("dlogit_maxes with its sign flipped (a newcomer)", "logit_maxes", lambda v, g: -v.logit_maxes.grad,
+     "noise_around_zero", ["dlogit_maxes is exactly -1 times the right gradient of logit_maxes, which is rounding noise",
+                           "a minus sign missing or in twice"]),
     ("dh is the tensor h itself", "h", lambda v, g: v.h.detach(), "wrong_values", ["off by up to 9.0e+01 times the largest entry of the right answer"]),
     ("dbnvar_inv wrong sign", "bnvar_inv", lambda v, g: -g["dbnvar_inv"], "constant_factor", ["-1 times"]),
     # issue 16: each used to get a false claim or only the generic message

@@ -148,7 +148,7 @@ def test_the_debugging_lab_shows_cmp_only_after_a_hypothesis():
         "cross_entropy layer: a flipped sign": ("Add the kind of mistake", False, False),  # no [kind]
         "batchnorm [term], not tanh: a term is missing": ("comes from a layer above batchnorm", True, False),
         "the loss layer [factor]: a wrong size": ("The kind: not [factor]. To test a kind before you name it: "
-                                                   "a constant factor other than -1", True, False),  # try 2: still hidden
+                                                   "a wrong constant factor makes", True, False),  # try 2: still hidden
         "linear layer 2 [tensor]: a transposed W2": ("comes from a layer above linear2", True, True),  # try 3
         "the loss layer [sign]: a flipped sign": ("The kind: right, a flipped sign", True, True),
         "cross_entropy [sign]: probs[i] flipped": ("The kind: right, a flipped sign", True, True),  # other [ ]

@@ -914,7 +914,8 @@ def _check(name, dt, t, atol, namespace=None):
     dname, tname = _names(name, dt, namespace)
     _your_names[tname] = dname
     if d.shape != ref.shape:
-        case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace), _other_grads(t, namespace))
+        case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace),
+                         _other_grads(t, _tensors_in(namespace or {})))
         rule, hint = _diagnose("shape", case)
         return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
                            values_right=case.right_values)
@@ -1319,21 +1320,31 @@ def _value_case(name, d, ref, t, relerr, dname, tname, namespace=None):
     return ValueCase(d.to(torch.float64), ref.to(torch.float64), x, relerr, dname, tname,
                      sizes, consumers, bn_gain, t.grad_fn is None,
                      _rounding_of(ref.dtype), steps, in_scope, index_tensors, paths, _input_grads(t, visible),
-                     _other_grads(t, namespace or {}))
+                     _other_grads(t, visible))
 
 
-def _other_grads(t, namespace):
-    """(name, its .grad) of the tensors of your notebook whose .grad is known and not all zero, apart from t
-    and the tensors on a path to or from it (W2 and b2 for each other; not h and hpreact: a gradient from along
-    the path has rules of its own); cache["h"] is called h."""
+def _known_grads(t, visible):
+    """[(name, tensor, its .grad)] of the floating-point tensors among `visible` (from _tensors_in) other than t
+    whose .grad is known and not all zero; cache["h"] is called h."""
     found = []
-    for key, value in _tensors_in(namespace):
+    for key, value in visible:
         grad = _grad_of(value) if value is not t and value.is_floating_point() else None
-        if grad is None or not grad.is_floating_point() or not grad.any():
-            continue
-        if _steps_back(value, t) is None and _steps_back(t, value) is None:
-            found.append((key.split('["')[-1].rstrip('"]'), grad))
-    return tuple(found)
+        if grad is not None and grad.is_floating_point() and grad.any():
+            found.append((key.split('["')[-1].rstrip('"]'), value, grad))
+    return found
+
+
+def _input_grads(t, visible):
+    """(name, its .grad in float64) of the tensors of t's shape that t is computed from (a few steps back at most)."""
+    return tuple((name, grad.to(torch.float64)) for name, value, grad in _known_grads(t, visible)
+                 if value.shape == grad.shape == t.shape and _steps_back(t, value, limit=20))
+
+
+def _other_grads(t, visible):
+    """(name, its .grad) of the tensors on no path to or from t (W2 and b2 for each other; not h and hpreact:
+    a gradient from along the path has rules of its own)."""
+    return tuple((name, grad) for name, value, grad in _known_grads(t, visible)
+                 if _steps_back(value, t) is None and _steps_back(t, value) is None)
 
 
 def _another_tensors_gradient(c):
@@ -1354,17 +1365,6 @@ def _rule_another_tensors_gradient(c):
         return None
     return (f"{c.dname} is the right gradient of {other}, another tensor of your notebook: a gradient passed "
             f"for the wrong tensor, or gradients returned or unpacked in another order?")
-
-
-def _input_grads(t, visible):
-    """(name, reference gradient) of the tensors among `visible` of t's shape that t is computed from (a few
-    steps back at most), with a known .grad; cache["hpreact"] is called hpreact."""
-    found = []
-    for key, value in visible:
-        grad = _grad_of(value) if value.shape == t.shape and value.is_floating_point() else None
-        if grad is not None and grad.shape == t.shape and _steps_back(t, value, limit=20):
-            found.append((key.split('["')[-1].rstrip('"]'), grad.to(torch.float64)))
-    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -1551,9 +1551,9 @@ def _rule_noise_around_zero(c):
     yours, right = _max_abs(c.d), _max_abs(c.ref)
     if torch.equal(c.d, -c.ref):
         return (f"{c.dname} is exactly -1 times the right gradient of {c.tname}, which is rounding noise (the loss does "
-                f"not depend on {c.tname}, so its true gradient is 0): yours is the same noise, to the last bit, "
-                "with its sign flipped, as the same computation with a flipped sign gives it; is a minus sign "
-                "missing or in twice?")
+                f"not depend on {c.tname}, so its true gradient is 0): the same noise to the last bit with its sign "
+                "flipped, which only the same computation with a flipped sign gives; is a minus sign missing or "
+                "in twice?")
     size = (f"{yours / right:.0f} times larger noise" if yours >= 1.5 * right else
             "noise of about the same size" if yours > right / 1.5 else f"{right / yours:.0f} times smaller noise")
     return (f"{c.dname} and the right gradient of {c.tname} are both zero up to float rounding, yours with "
@@ -2788,8 +2788,7 @@ def _rule_times_a_tensor(c):
         except RuntimeError:
             continue
         for power, written in _POWERS.items():
-            with torch.no_grad():
-                factor = values ** power
+            factor = values ** power
             candidate = c.ref * factor
             if torch.isfinite(factor).all() and _max_abs(candidate) > 0 and _explains(candidate, c.d, c.ref):
                 times = written.format(f"`{key}`")

@@ -194,6 +194,7 @@ def reset():
     _seen_grads.clear()
     _seen_batch.clear()
     _seen_as_variable.clear()
+    _forget_held_back(getattr(_held_back, "name", None))
 
 
 def _record(result, t, dt=None):
@@ -318,8 +319,7 @@ def cmp(name, dt, t, *, strict=None, record=True, atol=1e-8, explain=None):
             raise
         result = _fail(name, Status.WRONG, f"internal error in cmp ({type(err).__name__}: {err}): this is a bug "
                        "in cmp, not necessarily in your gradient; please report it", "internal_error")
-    global _held_back
-    _held_back = None  # why() explains the check just made, never an older one
+    _forget_held_back(name)
     print(_report(result, explain))
     if record:
         _record(result, t, dt)
@@ -840,14 +840,23 @@ def _shapes_part(result):
 _held_back = None  # the last result whose explanation cmp(..., explain=False) kept back
 
 
+def _forget_held_back(name):
+    """A new check of `name`: why() no longer explains its older check. A check of another tensor keeps it, so
+    that why() still explains the answer whose line said "run why()" when a cell checks another one after it."""
+    global _held_back
+    if _held_back is not None and _held_back.name == name:
+        _held_back = None
+
+
 def why():
-    """Print the whole diagnosis of the last check, when it was made with explain=False and kept some back."""
+    """Print the whole diagnosis of the last check that kept part of it back (explain=False), until that tensor
+    is checked again."""
     if not _why_on:
         print("why() is off here (hints(why=False) or CMP_WHY=0): what cmp measured is all it says; the cause "
               "is yours to find")
     elif _held_back is None:
-        print("nothing held back: why() explains the check just made, when cmp or check_numerically kept "
-              "part of its diagnosis back")
+        print("nothing held back: why() explains the last check whose line said \"run why()\", until that "
+              "tensor is checked again; there is none")
     else:  # the check's own line is just above: only its name, then the whole diagnosis
         print("\n".join([f"why ({_held_back.name}):"] + _report(_held_back).split("\n")[1:]))
 
@@ -3343,8 +3352,7 @@ def check_numerically(name, f, x, dout, dx, *, h=1e-5, strict=None, record=True,
     """
     name = str(name)
     result = _check_numerically(name, f, x, dout, dx, h)
-    global _held_back
-    _held_back = None  # why() explains the check just made
+    _forget_held_back(name)
     print(_report(result, explain))
     if record:
         _record(result, None)

@@ -92,7 +92,11 @@ def test_by_default_a_wrong_answer_gets_what_was_measured_and_why_gives_the_rest
     assert "has shape (1, 5) but x has shape (8, 5)" in short and "sum" not in short.split("shape (8, 5)")[1]
     cmp("x", t.grad, t)
     cmp_module.why()
-    assert capsys.readouterr().out.splitlines()[-1].startswith("nothing held back")  # never an older check
+    assert capsys.readouterr().out.splitlines()[-1].startswith("nothing held back")  # x was checked again: right
+    cmp("x", t.grad * 2, t)
+    cmp("y", torch.zeros(1), with_grad(torch.zeros(1)), record=False)  # another check after it, right
+    cmp_module.why()
+    assert "why (x):" in capsys.readouterr().out.splitlines()  # a newcomer's 00: the cell checks another after
     cmp_module.hints(explain=True)
     try:
         cmp("x", t.grad * 2, t)

@@ -11,7 +11,7 @@ exact        every number is bit-identical (and the shape and dtype are those of
 approximate  torch.allclose(dt, t.grad) with its default tolerances (cmp's atol= can widen the
              absolute one), and the same shape and dtype; also True for an all-zero answer where the
              right gradient is zero up to float rounding
-maxdiff      the largest absolute difference ("-" when the shapes can't be lined up, or nothing was compared)
+maxdiff      the largest absolute difference ("-" when the shapes differ, or nothing was compared)
 
 When there is something to say, lines starting with "  -> " follow. For a wrong
 answer, what cmp measured (a factor of 32, a missing branch, two shapes that differ,
@@ -925,8 +925,8 @@ def _check(name, dt, t, atol, namespace=None):
     if d.shape != ref.shape:
         case = ShapeCase(d, ref, dname, tname, _earlier_shapes(name, t, namespace),
                          _other_grads(t, _tensors_in(namespace or {})))
-        rule, hint = _diagnose("shape", case)
-        return CheckResult(name, False, False, maxdiff, relerr, hint, Status.WRONG, diagnosis=rule,
+        rule, hint = _diagnose("shape", case)  # maxdiff "-": a difference across two shapes would mislead
+        return CheckResult(name, False, False, math.nan, math.nan, hint, Status.WRONG, diagnosis=rule,
                            values_right=case.right_values)
 
     if d.dtype != ref.dtype:
@@ -1029,7 +1029,7 @@ def _as_tensor(dt):
 
 
 def _differences(d, ref):
-    """(maxdiff, relerr) of d against ref; nan when the shapes can't be lined up."""
+    """(maxdiff, relerr) of d against ref, d broadcast to ref's shape; nan when it cannot be."""
     try:
         if torch.broadcast_shapes(d.shape, ref.shape) != ref.shape:
             return math.nan, math.nan

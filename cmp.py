@@ -2597,9 +2597,11 @@ def _rule_swapped_operand(c):
                 continue
             saved_names = _names_in_scope(c, right_operand) or ["the tensor it saved"]
             what = "matmul" if step.op == "MmBackward0" else "multiplication"
-            return (f"{c.dname} matches the step through `{step.consumer}`{_by_way_of(step)} with `{key}` where the "
-                    f"{what} in the forward pass used `{saved_names[0]}`: in a product, the local derivative "
-                    "with respect to one factor is the other factor, as the forward pass had it")
+            return (f"{c.dname} is right except in the step through `{step.consumer}`{_by_way_of(step)}, whose "
+                    f"{what} fits with another tensor of your notebook in place of the one the forward pass used: "
+                    f"it matches that step with `{key}` where the forward pass used `{saved_names[0]}`; in a "
+                    "product, the local derivative with respect to one factor is the other factor, as the forward "
+                    "pass had it")
         swapped = _swapped_incoming(c, step, right_operand, right)
         if swapped:
             return swapped
@@ -2695,8 +2697,8 @@ def _rule_square_transpose(c):
             yours = [words for words, product in products if _fits(product, c.d)]
             if yours and not _fits(c.d, c.ref) and any(_fits(product, c.ref) for _, product in products):
                 square = [name for name, x in ((left, p), (right, q)) if x.shape[0] == x.shape[1]]
-                return (f"{c.dname} matches {yours[0]}, which is not the right answer, though the right answer is "
-                        f"a product of the same two matrices: {_listing(square)} "
+                return (f"{c.dname} matches {yours[0]}, which is not the right answer: the right answer is "
+                        f"a product of the same two matrices, and {_listing(square)} "
                         f"{'is' if len(square) == 1 else 'are'} square, so the shapes cannot tell the arrangements "
                         "apart. Rebuild the rule from one entry: which row or column of each matrix does it use?")
     for right, q in tensors:  # the other operand need not be a variable: A = dx @ W⁻¹ (dx = (dh - ...) @ W)

@@ -3385,14 +3385,14 @@ def _check_numerically(name, f, x, dout, dx, h):
     if dx is None or dx is Ellipsis:
         what = "still None" if dx is None else "still `...`"
         return _numerical_result(name, math.nan, math.nan,
-                                 f"not done yet: dx is {what}; write your formula for it", Status.NOT_DONE,
+                                 f"not done yet: the dx you passed is {what}; fill it in", Status.NOT_DONE,
                                  "not_done")
     d, problem = _as_tensor(dx)
     if problem:
         return _numerical_result(name, math.nan, math.nan, problem, Status.WRONG, "not_a_tensor")
     d = d.detach()
     numerical = numerical_vjp(f, x, dout, h)
-    dname, tname = "dx", "x"
+    dname, tname = _numerical_names(x, dx)
     if d.shape != numerical.shape:
         rule, hint = _diagnose_safely("shape", ShapeCase(d, numerical, dname, tname))
         return _numerical_result(name, math.nan, math.nan, hint, Status.WRONG, rule)
@@ -3433,6 +3433,15 @@ def _check_numerically(name, f, x, dout, dx, h):
         if status == Status.SUSPICIOUS:
             hints.append(f"probably a mistake: a correct gradient agrees to better than {_power_of_ten(NUMERICAL_PASS)}")
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)
+
+
+def _numerical_names(x, dx):
+    """How check_numerically's messages call dx and x: your variables' names for them (dx_col and x_col), when
+    there is one each (a gradient's starting with d); else dx and x."""
+    namespace = _caller_namespace()
+    dxs = [key for key, value in namespace.items() if value is dx and key.startswith("d") and key.isidentifier()]
+    xs = [key for key, value in namespace.items() if value is x and key.isidentifier() and not key.startswith("_")]
+    return (dxs[0] if len(dxs) == 1 else "dx"), (xs[0] if len(xs) == 1 else "x")
 
 
 def _incoming_name(dout):

@@ -1006,3 +1006,15 @@ def test_check_numerically_never_crashes_on_03s_column_worked_by_hand(dx, capsys
     g = torch.tensor([[0.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
     result = check_numerically("x_col", _batchnorm_column, x, g, torch.tensor(dx, dtype=torch.float64), strict=False)
     assert not result and result.diagnosis != "internal_error", result.hint
+
+
+def test_check_numerically_calls_dx_and_x_by_your_names(capsys):
+    """03's column by hand: a newcomer read 'dx is right except ...' for the variable dx_col."""
+    import cmp as cmp_module
+    x_col = torch.tensor([[0.0], [4.0], [6.0], [12.0]], dtype=torch.float64)
+    g_col = torch.tensor([[0.0], [-1.0], [1.0], [2.0]], dtype=torch.float64)
+    dx_col = 2 * g_col * torch.cos(x_col)  # the right one is g_col * cos(x_col)
+    result = cmp_module.check_numerically("x_col", torch.sin, x_col, g_col, dx_col)
+    assert not result and result.hint.startswith("dx_col is 2 times the estimate"), result.hint
+    cmp_module.check_numerically("x_col", torch.sin, x_col, g_col, None)
+    assert "not done yet: the dx you passed is still None" in capsys.readouterr().out

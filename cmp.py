@@ -194,7 +194,8 @@ def reset():
     _seen_grads.clear()
     _seen_batch.clear()
     _seen_as_variable.clear()
-    _forget_held_back(getattr(_held_back, "name", None))
+    global _held_back
+    _held_back = None
 
 
 def _record(result, t, dt=None):
@@ -825,8 +826,7 @@ def _fact_part(result):
         return _shapes_part(result) or _measured_part(result)
     if result.diagnosis in _FACT_RULES or result.kind == "numerical":
         return _measured_part(result)
-    return (f"wrong values (off by up to {result.relerr:.1e} {'of' if result.relerr < 1 else 'times'} the largest "
-            "entry of the right answer)")
+    return f"wrong values (off by up to {_of_the_largest_entry(result.relerr)})"
 
 
 def _shapes_part(result):
@@ -1339,7 +1339,7 @@ def _known_grads(t, visible):
     for key, value in visible:
         grad = _grad_of(value) if value is not t and value.is_floating_point() else None
         if grad is not None and grad.is_floating_point() and grad.any():
-            found.append((key.split('["')[-1].rstrip('"]'), value, grad))
+            found.append((_plain_name(key), value, grad))
     return found
 
 
@@ -1497,6 +1497,11 @@ def _tensors_in(namespace):
         else:
             add(key, value)
     return found
+
+
+def _plain_name(key):
+    """A tensor's name as the code around it calls it: cache["Xb"] -> Xb (a key of _tensors_in)."""
+    return key.split('["')[-1].rstrip('"]')
 
 
 def _sizes_of(named):
@@ -2022,18 +2027,13 @@ def _rule_variance_term(c):
     return f"{start} is missing or has the wrong size"
 
 
-def _variance_part_in_error(c, norm):
-    """(the right variance part of a normalisation along dim 0, -s * x̂ * sum(g * x̂) / (n - correction) per
-    column, with g the gradient at x̂ that _normalisation found; your error's multiple of it in each column)."""
+def _variance_part_share_from(c, norm):
+    """As _variance_part_share, from the gradient g at x̂ that _normalisation found (a normalisation along dim 0):
+    the share of the right variance part, -s * x̂ * sum(g * x̂) / (n - correction) per column, that your answer
+    lacks; None if your error is not one constant multiple of it."""
     n = c.d.shape[0]
     part = -norm.s / (n - norm.correction) * norm.xhat * (norm.incoming * norm.xhat).sum(0, keepdim=True)
-    return part, (c.error * norm.xhat).sum(0, keepdim=True) / (part * norm.xhat).sum(0, keepdim=True)
-
-
-def _variance_part_share_from(c, norm):
-    """As _variance_part_share, from the gradient at x̂ that _normalisation found: the share of the right
-    variance part that your answer lacks; None if the error is not one constant multiple of it."""
-    part, per_column = _variance_part_in_error(c, norm)
+    per_column = (c.error * norm.xhat).sum(0, keepdim=True) / (part * norm.xhat).sum(0, keepdim=True)
     if not torch.isfinite(per_column).all():
         return None  # a column whose variance part is zero says nothing about its share
     if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
@@ -2044,10 +2044,10 @@ def _variance_part_share_from(c, norm):
 def _variance_term_dividing_by_n(c, norm, start):
     """The variance part's size when the forward pass divides the variance by n (exercise 3's x_bn)."""
     n = c.d.shape[0]
-    part, per_column = _variance_part_in_error(c, norm)
-    size = 1 + per_column.mean().item()
-    if not _fits(per_column * part, c.error, within=LOOSE_FIT) or not _is_constant(per_column, within=LOOSE_FIT):
+    share = _variance_part_share_from(c, norm)
+    if share is None:
         return f"{start} is off by a different factor in each column, {_per_column_quantity(c, norm.xhat, norm.s)}"
+    size = 1 - share
     xhat = _notebook_name_of(c, norm.xhat) or "x̂"
     reused = (f"from a variance divided by another number than this forward pass's n = {n}: which divisor did "
               "each tensor in your formula use?")
@@ -2419,7 +2419,7 @@ def _rule_rows_overwritten(c):
     if uses is None:
         return None
     index, parts, index_name, parts_name = uses
-    index_name = index_name.split('["')[-1].rstrip('"]')  # cache["Xb"] -> Xb: as the code that wrote dC calls it
+    index_name = _plain_name(index_name)  # as the code that wrote dC calls it
     wrong = ~close.all(1)
     for row in wrong.nonzero().flatten().tolist():
         if not any(_fits(part, c.d[row]) for part in parts[index == row]):
@@ -2875,9 +2875,13 @@ def _rule_wrong_values(c):
              "check your derivation one step at a time (a small case worked by hand helps)")
     if c.rounding is None:
         return f"wrong values: {check}"
-    off = f"{c.relerr:.1e} {'of' if c.relerr < 1 else 'times'} the largest entry of the right answer"
-    return (f"wrong values (off by up to {off}, far above {c.rounding[0]} rounding, which stays near "
-            f"{c.rounding[1]:.0e}): {check}")
+    return (f"wrong values (off by up to {_of_the_largest_entry(c.relerr)}, far above {c.rounding[0]} rounding, "
+            f"which stays near {c.rounding[1]:.0e}): {check}")
+
+
+def _of_the_largest_entry(relerr):
+    """'8.2e-01 of the largest entry of the right answer' ('times' from 1 up)."""
+    return f"{relerr:.1e} {'of' if relerr < 1 else 'times'} the largest entry of the right answer"
 
 
 def _plural(count, noun):
@@ -3392,7 +3396,8 @@ def _check_numerically(name, f, x, dout, dx, h):
         return _numerical_result(name, math.nan, math.nan, problem, Status.WRONG, "not_a_tensor")
     d = d.detach()
     numerical = numerical_vjp(f, x, dout, h)
-    dname, tname = _numerical_names(x, dx)
+    namespace = _caller_namespace()
+    dname, tname = _numerical_names(x, dx, namespace)
     if d.shape != numerical.shape:
         rule, hint = _diagnose_safely("shape", ShapeCase(d, numerical, dname, tname))
         return _numerical_result(name, math.nan, math.nan, hint, Status.WRONG, rule)
@@ -3425,7 +3430,7 @@ def _check_numerically(name, f, x, dout, dx, h):
         relerr_max = maxdiff / max(_max_abs(numerical), _TINY)
         dout64 = torch.as_tensor(dout).detach().to(torch.float64)
         out = out.to(torch.float64)
-        incoming = ((_incoming_name(dout), out, dout64),) if dout64.shape == d64.shape == out.shape else ()
+        incoming = ((_incoming_name(dout, namespace), out, dout64),) if dout64.shape == d64.shape == out.shape else ()
         case = ValueCase(d64, numerical, x64, relerr_max, dname, tname, _sizes_of({"x": x64}), incoming)
         rule, hint = _diagnose_safely("value", case)
         # here the reference is a finite-difference estimate, not autograd's gradient: call it that
@@ -3435,19 +3440,22 @@ def _check_numerically(name, f, x, dout, dx, h):
     return _numerical_result(name, maxdiff, err, "\n".join(hints) or None, status, rule)
 
 
-def _numerical_names(x, dx):
+def _variables_holding(value, namespace):
+    """The names of your variables that hold `value` itself (not a copy)."""
+    return [key for key, held in namespace.items() if held is value and key.isidentifier()]
+
+
+def _numerical_names(x, dx, namespace):
     """How check_numerically's messages call dx and x: your variables' names for them (dx_col and x_col), when
     there is one each (a gradient's starting with d); else dx and x."""
-    namespace = _caller_namespace()
-    dxs = [key for key, value in namespace.items() if value is dx and key.startswith("d") and key.isidentifier()]
-    xs = [key for key, value in namespace.items() if value is x and key.isidentifier() and not key.startswith("_")]
+    dxs = [key for key in _variables_holding(dx, namespace) if key.startswith("d")]
+    xs = [key for key in _variables_holding(x, namespace) if not key.startswith("_")]
     return (dxs[0] if len(dxs) == 1 else "dx"), (xs[0] if len(xs) == 1 else "x")
 
 
-def _incoming_name(dout):
+def _incoming_name(dout, namespace):
     """What messages call f(x)'s gradient `dout` ("d" + this): your variable's name for it (dy -> "y"), else "out"."""
-    yours = [key for key, value in _caller_namespace().items()
-             if value is dout and key.startswith("d") and key[1:].isidentifier()]
+    yours = [key for key in _variables_holding(dout, namespace) if key.startswith("d") and key[1:].isidentifier()]
     return yours[0][1:] if yours else "out"
 
 
